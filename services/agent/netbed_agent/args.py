@@ -1,0 +1,111 @@
+"""Typed access to a request's arguments, rejecting unknown keys by name."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from typing import Any
+
+from .errors import RequestError
+
+#: Upper bound for any blocking operation's timeout, seconds.  Keeps a typo
+#: (timeout=1e9) from pinning an agent thread forever.
+MAX_TIMEOUT_S = 600.0
+DEFAULT_TIMEOUT_S = 5.0
+
+
+class Args:
+    """The `args` object of one request.
+
+    Every accessor marks its key as used; `finish()` then rejects any key that
+    no accessor asked for, naming it, so a misspelt argument is an error rather
+    than silently ignored.
+    """
+
+    def __init__(self, op: str, raw: Any) -> None:
+        if raw is None:
+            raw = {}
+        if not isinstance(raw, dict):
+            raise RequestError(f"{op}: 'args' must be a JSON object, got {type(raw).__name__}")
+        self.op = op
+        self._raw: dict[str, Any] = raw
+        self._used: set[str] = set()
+
+    def _get(self, key: str, default: Any, required: bool) -> Any:
+        self._used.add(key)
+        if key not in self._raw or self._raw[key] is None:
+            if required:
+                raise RequestError(f"{self.op}: missing argument '{key}'")
+            return default
+        return self._raw[key]
+
+    def has(self, key: str) -> bool:
+        return key in self._raw and self._raw[key] is not None
+
+    def int(self, key: str, default: int | None = None, *, required: bool = False,
+            minimum: int | None = None, maximum: int | None = None) -> int:
+        value = self._get(key, default, required)
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise RequestError(f"{self.op}: argument '{key}' must be an integer, got {value!r}")
+        if minimum is not None and value < minimum:
+            raise RequestError(f"{self.op}: argument '{key}' must be >= {minimum}, got {value}")
+        if maximum is not None and value > maximum:
+            raise RequestError(f"{self.op}: argument '{key}' must be <= {maximum}, got {value}")
+        return value
+
+    def opt_int(self, key: str, **kw: Any) -> int | None:
+        if not self.has(key):
+            self._used.add(key)
+            return None
+        return self.int(key, **kw)
+
+    def float(self, key: str, default: float | None = None, *, required: bool = False,
+              minimum: float = 0.0, maximum: float | None = None) -> float:
+        value = self._get(key, default, required)
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise RequestError(f"{self.op}: argument '{key}' must be a number, got {value!r}")
+        if value < minimum:
+            raise RequestError(f"{self.op}: argument '{key}' must be >= {minimum}, got {value}")
+        if maximum is not None and value > maximum:
+            raise RequestError(f"{self.op}: argument '{key}' must be <= {maximum}, got {value}")
+        return float(value)
+
+    def timeout(self, default: float = DEFAULT_TIMEOUT_S) -> float:
+        """The operation's timeout in seconds (`timeout` argument)."""
+        return self.float("timeout", default, maximum=MAX_TIMEOUT_S)
+
+    def str(self, key: str, default: str | None = None, *, required: bool = False) -> str:
+        value = self._get(key, default, required)
+        if not isinstance(value, str):
+            raise RequestError(f"{self.op}: argument '{key}' must be a string, got {value!r}")
+        return value
+
+    def bool(self, key: str, default: bool = False) -> bool:
+        value = self._get(key, default, False)
+        if not isinstance(value, bool):
+            raise RequestError(f"{self.op}: argument '{key}' must be true or false, got {value!r}")
+        return value
+
+    def bytes(self, key: str, *, required: bool = True) -> bytes:
+        """A base64-encoded bytes argument."""
+        value = self._get(key, None, required)
+        if value is None:
+            return b""
+        if not isinstance(value, str):
+            raise RequestError(f"{self.op}: argument '{key}' must be base64 text")
+        try:
+            return base64.b64decode(value.encode("ascii"), validate=True)
+        except (binascii.Error, UnicodeEncodeError) as exc:
+            raise RequestError(f"{self.op}: argument '{key}' is not valid base64: {exc}") from None
+
+    def raw(self, key: str, default: Any = None, *, required: bool = False) -> Any:
+        return self._get(key, default, required)
+
+    def finish(self) -> None:
+        unknown = sorted(set(self._raw) - self._used)
+        if unknown:
+            raise RequestError(f"{self.op}: unknown argument(s) {', '.join(map(repr, unknown))}")
+
+
+def b64(data: bytes) -> str:
+    return base64.b64encode(data).decode("ascii")

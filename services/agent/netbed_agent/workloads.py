@@ -1,0 +1,246 @@
+"""Bulk workloads that run inside the agent, so control round trips do not
+distort timing: sequence-numbered senders and receivers, a byte-stream
+checker, and an echo service.
+
+Sequence messages start with a 24-byte header, network byte order:
+magic b"NBSQ", sequence number (u64), send time (u64, ns since the epoch,
+CLOCK_REALTIME) and the CRC-32 of the rest of the message (u32).  All
+containers share the host kernel's clock, so arrival minus send time is the
+one-way delay.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import random
+import socket
+import struct
+import threading
+import time
+import zlib
+from typing import Any
+
+from . import names
+from .args import Args
+from .errors import OperationTimeout, RequestError
+from .sockets import TABLE
+
+HEADER = struct.Struct("!4sQQI")
+MAGIC = b"NBSQ"
+MAX_COUNT = 10_000_000
+
+
+def _sock(args: Args) -> socket.socket:
+    return TABLE.get(args.raw("fd", required=True))
+
+
+def build_message(seq: int, size: int, filler: bytes) -> bytes:
+    body = filler[: size - HEADER.size]
+    return HEADER.pack(MAGIC, seq, time.time_ns(), zlib.crc32(body)) + body
+
+
+def op_send_sequence(args: Args) -> dict[str, Any]:
+    """Send `count` messages of `size` bytes at `rate_pps` (0: as fast as possible).
+
+    With `address`, each message goes by sendto(); otherwise by send() on a
+    connected socket.  Errors from individual sends (ECONNREFUSED after an ICMP
+    port unreachable, ENOBUFS) are counted by name, not fatal.
+    """
+    sock = _sock(args)
+    count = args.int("count", required=True, minimum=0, maximum=MAX_COUNT)
+    size = args.int("size", 64, minimum=HEADER.size, maximum=65507)
+    rate = args.float("rate_pps", 0.0)
+    first = args.int("first_seq", 0, minimum=0)
+    addr = names.address(sock.family, args.raw("address")) if args.has("address") else None
+    if not args.has("address"):
+        args.raw("address")
+    timeout = args.timeout(60.0)
+    args.finish()
+    filler = bytes(random.Random(size).randbytes(size))
+    errors: dict[str, int] = {}
+    sent = 0
+    sock.settimeout(timeout)
+    start = time.monotonic()
+    deadline = start + timeout
+    interval = 1.0 / rate if rate > 0 else 0.0
+    for i in range(count):
+        if interval:
+            due = start + i * interval
+            delay = due - time.monotonic()
+            if delay > 0:
+                time.sleep(delay)
+        if time.monotonic() > deadline:
+            raise OperationTimeout(f"sent {sent} of {count} messages before the {timeout:g} s timeout")
+        msg = build_message(first + i, size, filler)
+        try:
+            if addr is None:
+                sock.send(msg)
+            else:
+                sock.sendto(msg, addr)
+            sent += 1
+        except OSError as exc:
+            name = _errno_name(exc)
+            errors[name] = errors.get(name, 0) + 1
+    return {"sent": sent, "errors": errors, "duration_s": time.monotonic() - start}
+
+
+def _errno_name(exc: OSError) -> str:
+    import errno as errno_mod
+
+    return errno_mod.errorcode.get(exc.errno or 0, str(exc.errno))
+
+
+def op_recv_sequence(args: Args) -> dict[str, Any]:
+    """Receive sequence messages until `duration_s` passes, `expect` messages
+    have arrived, or nothing arrived for `idle_s` after the first one.
+
+    Returns every arrival as [seq, send_ns, recv_ns, size, crc_ok], in arrival
+    order, plus the count of datagrams that were not sequence messages.
+    """
+    sock = _sock(args)
+    duration = args.float("duration_s", 10.0, maximum=600.0)
+    expect = args.opt_int("expect", minimum=1, maximum=MAX_COUNT)
+    idle = args.float("idle_s", 1.0, maximum=600.0)
+    bufsize = args.int("bufsize", 65536, minimum=HEADER.size, maximum=1 << 20)
+    args.finish()
+    arrivals: list[list[Any]] = []
+    foreign = 0
+    end = time.monotonic() + duration
+    while True:
+        now = time.monotonic()
+        remaining = end - now
+        if remaining <= 0:
+            break
+        sock.settimeout(min(remaining, idle) if arrivals else remaining)
+        try:
+            data = sock.recv(bufsize)
+        except socket.timeout:
+            if arrivals:
+                break
+            continue
+        recv_ns = time.time_ns()
+        if len(data) < HEADER.size or data[:4] != MAGIC:
+            foreign += 1
+            continue
+        _magic, seq, send_ns, crc = HEADER.unpack_from(data)
+        ok = zlib.crc32(data[HEADER.size:]) == crc
+        arrivals.append([seq, send_ns, recv_ns, len(data), ok])
+        if expect is not None and len(arrivals) >= expect:
+            break
+    return {"arrivals": arrivals, "foreign": foreign}
+
+
+def op_stream_send(args: Args) -> dict[str, Any]:
+    """Write `nbytes` pseudo-random bytes (from `seed`) in writes of `chunk`
+    bytes, then optionally shut down the write side.  Returns the SHA-256."""
+    sock = _sock(args)
+    nbytes = args.int("nbytes", required=True, minimum=0, maximum=1 << 31)
+    chunk = args.int("chunk", 65536, minimum=1, maximum=1 << 24)
+    seed = args.int("seed", 0)
+    shutdown = args.bool("shutdown", True)
+    timeout = args.timeout(60.0)
+    args.finish()
+    rng = random.Random(seed)
+    digest = hashlib.sha256()
+    sock.settimeout(timeout)
+    left = nbytes
+    try:
+        while left:
+            block = rng.randbytes(min(chunk, left))
+            sock.sendall(block)
+            digest.update(block)
+            left -= len(block)
+    except socket.timeout:
+        raise OperationTimeout(f"stream_send: wrote {nbytes - left} of {nbytes} bytes before {timeout:g} s") from None
+    if shutdown:
+        sock.shutdown(socket.SHUT_WR)
+    return {"bytes": nbytes, "sha256": digest.hexdigest()}
+
+
+def op_stream_recv(args: Args) -> dict[str, Any]:
+    """Read until end of stream (or `max_bytes`); return byte count, SHA-256
+    and the sizes of the first reads (to show that boundaries are not kept)."""
+    sock = _sock(args)
+    max_bytes = args.int("max_bytes", 1 << 31, minimum=1)
+    bufsize = args.int("bufsize", 65536, minimum=1, maximum=1 << 24)
+    timeout = args.timeout(60.0)
+    args.finish()
+    digest = hashlib.sha256()
+    total = 0
+    sizes: list[int] = []
+    deadline = time.monotonic() + timeout
+    while total < max_bytes:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            raise OperationTimeout(f"stream_recv: got {total} bytes, no end of stream within {timeout:g} s")
+        sock.settimeout(remaining)
+        try:
+            data = sock.recv(min(bufsize, max_bytes - total))
+        except socket.timeout:
+            raise OperationTimeout(f"stream_recv: got {total} bytes, no end of stream within {timeout:g} s") from None
+        if not data:
+            break
+        digest.update(data)
+        total += len(data)
+        if len(sizes) < 1000:
+            sizes.append(len(data))
+    return {"bytes": total, "sha256": digest.hexdigest(), "read_sizes": sizes, "reads": len(sizes)}
+
+
+def _echo_stream_conn(conn: socket.socket) -> None:
+    with conn:
+        conn.settimeout(None)
+        try:
+            while data := conn.recv(65536):
+                conn.sendall(data)
+        except OSError:
+            pass
+
+
+def _echo_loop(sock: socket.socket) -> None:
+    sock.settimeout(None)
+    try:
+        if sock.type == socket.SOCK_STREAM or sock.type == socket.SOCK_SEQPACKET:
+            while True:
+                conn, _ = sock.accept()
+                threading.Thread(target=_echo_stream_conn, args=(conn,), daemon=True).start()
+        else:
+            while True:
+                data, peer = sock.recvfrom(65536)
+                if peer is None:
+                    return  # woken by shutdown(): the socket is closing
+                sock.sendto(data, peer)
+    except OSError:
+        # The harness closed the socket: the echo service ends with it.
+        return
+
+
+def op_echo(args: Args) -> dict[str, Any]:
+    """Serve echo on this socket in the background until it is closed.
+
+    A listening stream/seqpacket socket echoes on every accepted connection;
+    a datagram socket sends each datagram back to its sender.
+    """
+    handle = args.raw("fd", required=True)
+    sock = TABLE.get(handle)
+    args.finish()
+    if sock.type == socket.SOCK_STREAM or sock.type == socket.SOCK_SEQPACKET:
+        try:
+            sock.getsockname()
+            listening = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ACCEPTCONN)
+        except OSError:
+            listening = 0
+        if not listening:
+            raise RequestError("echo: a stream socket must be listening first (bind, listen)")
+    TABLE.mark_background(handle)
+    threading.Thread(target=_echo_loop, args=(sock,), daemon=True).start()
+    return {}
+
+
+OPS = {
+    "send_sequence": op_send_sequence,
+    "recv_sequence": op_recv_sequence,
+    "stream_send": op_stream_send,
+    "stream_recv": op_stream_recv,
+    "echo": op_echo,
+}
