@@ -18,7 +18,8 @@ import json
 import logging
 import socketserver
 import traceback
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from . import jobs, sockets, system, workloads
 from .args import Args

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import socket
 import threading
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from . import names
 from .args import Args, b64
@@ -91,7 +92,7 @@ def _blocking(sock: socket.socket, timeout: float, call: Callable[[], Any]) -> A
     sock.settimeout(timeout)
     try:
         return call()
-    except socket.timeout:
+    except TimeoutError:
         raise OperationTimeout(f"timed out after {timeout:g} s") from None
 
 

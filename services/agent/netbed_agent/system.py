@@ -30,10 +30,10 @@ def read_snmp() -> dict[str, dict[str, int]]:
     counters: dict[str, dict[str, int]] = {}
     with open("/proc/net/snmp", encoding="ascii") as fh:
         lines = fh.read().splitlines()
-    for header, values in zip(lines[::2], lines[1::2]):
+    for header, values in zip(lines[::2], lines[1::2], strict=True):
         proto, keys = header.split(":", 1)
         _, vals = values.split(":", 1)
-        counters[proto] = {k: int(v) for k, v in zip(keys.split(), vals.split())}
+        counters[proto] = {k: int(v) for k, v in zip(keys.split(), vals.split(), strict=True)}
     try:
         with open("/proc/net/snmp6", encoding="ascii") as fh:
             for line in fh:

@@ -114,7 +114,7 @@ def op_recv_sequence(args: Args) -> dict[str, Any]:
         sock.settimeout(min(remaining, idle) if arrivals else remaining)
         try:
             data = sock.recv(bufsize)
-        except socket.timeout:
+        except TimeoutError:
             if arrivals:
                 break
             continue
@@ -150,7 +150,7 @@ def op_stream_send(args: Args) -> dict[str, Any]:
             sock.sendall(block)
             digest.update(block)
             left -= len(block)
-    except socket.timeout:
+    except TimeoutError:
         raise OperationTimeout(f"stream_send: wrote {nbytes - left} of {nbytes} bytes before {timeout:g} s") from None
     if shutdown:
         sock.shutdown(socket.SHUT_WR)
@@ -176,7 +176,7 @@ def op_stream_recv(args: Args) -> dict[str, Any]:
         sock.settimeout(remaining)
         try:
             data = sock.recv(min(bufsize, max_bytes - total))
-        except socket.timeout:
+        except TimeoutError:
             raise OperationTimeout(f"stream_recv: got {total} bytes, no end of stream within {timeout:g} s") from None
         if not data:
             break

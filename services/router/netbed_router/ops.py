@@ -34,4 +34,10 @@ def op_router_counters(args: Args) -> dict[str, Any]:
     }
 
 
-OPS = {"router_counters": op_router_counters}
+def op_reset(args: Args) -> dict[str, Any]:
+    """Return to pristine forwarding: no impairment on either direction."""
+    args.finish()
+    return {}
+
+
+OPS = {"router_counters": op_router_counters, "reset": op_reset}

@@ -1,0 +1,66 @@
+# netbed — `make help` lists the targets.
+# Needs only Docker, Python 3.11 and make: everything else goes into .venv.
+
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+NETBED := $(BIN)/netbed
+STAMP := $(VENV)/.installed
+INSTANCE ?= $(or $(NETBED_INSTANCE),netbed)
+PYTEST_ARGS ?=
+
+.DEFAULT_GOAL := help
+.PHONY: help venv up down test test-unit test-integration status logs ps \
+        shell-client shell-router shell-server clean lint bench
+
+help: ## list the targets
+	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  %-18s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+
+$(STAMP): pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	@echo "netbed: installing the harness and its dependencies into $(VENV)"
+	@$(BIN)/pip install --quiet --disable-pip-version-check -e '.[dev]'
+	@touch $@
+
+venv: $(STAMP) ## create .venv with the harness, pytest and Compose v2
+
+up: $(STAMP) ## build and start the testbed (client, router, server)
+	@$(NETBED) --instance $(INSTANCE) up
+
+down: $(STAMP) ## stop the testbed and remove everything it created
+	@$(NETBED) --instance $(INSTANCE) down
+
+test: $(STAMP) ## run unit and integration tests (starts the testbed if it is not up)
+	@$(BIN)/pytest --netbed-instance $(INSTANCE) $(PYTEST_ARGS)
+
+test-unit: $(STAMP) ## unit tests only (no Docker)
+	@$(BIN)/pytest tests/unit $(PYTEST_ARGS)
+
+status: $(STAMP) ## hosts, addresses, agents, router counters
+	@$(NETBED) --instance $(INSTANCE) status
+
+ps: $(STAMP) ## the testbed's containers
+	@docker ps -a --filter label=io.netbed.instance=$(INSTANCE) --format 'table {{.Names}}\t{{.Status}}\t{{.Ports}}'
+
+logs: ## the agents' logs
+	@for c in $$(docker ps -a -q --filter label=io.netbed.instance=$(INSTANCE)); do \
+	  echo "== $$(docker inspect -f '{{.Name}}' $$c)"; docker logs --tail 50 $$c; done
+
+shell-client: ## a shell on the client
+	@docker exec -it $$(docker ps -q --filter label=io.netbed.instance=$(INSTANCE) --filter label=com.docker.compose.service=client) bash
+
+shell-router: ## a shell on the router
+	@docker exec -it $$(docker ps -q --filter label=io.netbed.instance=$(INSTANCE) --filter label=com.docker.compose.service=router) bash
+
+shell-server: ## a shell on the server
+	@docker exec -it $$(docker ps -q --filter label=io.netbed.instance=$(INSTANCE) --filter label=com.docker.compose.service=server) bash
+
+clean: $(STAMP) ## remove every container, network, volume and image labelled as netbed
+	@$(NETBED) clean --images
+
+lint: $(STAMP) ## ruff and mypy
+	@$(BIN)/ruff check harness services tests bench
+	@$(BIN)/mypy
+
+bench: $(STAMP) ## measure cold/warm up, down and test wall times (bench/lifecycle.py)
+	@$(BIN)/python bench/lifecycle.py

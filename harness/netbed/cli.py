@@ -1,0 +1,110 @@
+"""The `netbed` command: up, down, status, clean.
+
+Errors print one line saying what to do, never a traceback; the exit code
+is 1 for a netbed error, 2 for a usage error, 130 on Ctrl-C.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Any
+
+from . import engine
+from .errors import NetbedError
+from .testbed import Testbed
+
+
+def _print_status(report: dict[str, Any]) -> None:
+    print(f"testbed {report['instance']}: {'up' if report['running'] else 'not running'}")
+    for side, nets in (report.get("subnets") or {}).items():
+        print(f"  {side:12} {nets}")
+    for name, entry in report["hosts"].items():
+        agent = entry.get("agent", "-")
+        print(f"  {name:7} {entry['state']:8} ipv4 {entry.get('ipv4', '-'):12} ipv6 {entry.get('ipv6', '-'):20} "
+              f"agent {agent}")
+    if "router" in report:
+        r = report["router"]
+        if "error" in r:
+            print(f"  router counters: {r['error']}")
+        else:
+            print(f"  router forwarded: ipv4 {r['ipv4_forwarded']} ipv6 {r['ipv6_forwarded']} packets")
+
+
+def cmd_up(opts: argparse.Namespace) -> int:
+    tb = Testbed(opts.instance)
+    tb.up(build=not opts.no_build)
+    _print_status(tb.status())
+    tb.close_connections()
+    return 0
+
+
+def cmd_down(opts: argparse.Namespace) -> int:
+    tb = Testbed(opts.instance)
+    tb.down()
+    left = engine.leftovers(tb.docker, tb.instance)
+    if any(left.values()):
+        print(f"netbed: still present after down: {left}; try `make clean`", file=sys.stderr)
+        return 1
+    print(f"testbed {tb.instance}: down, nothing left")
+    return 0
+
+
+def cmd_status(opts: argparse.Namespace) -> int:
+    tb = Testbed(opts.instance)
+    report = tb.status()
+    if opts.json:
+        print(json.dumps(report, indent=2))
+    else:
+        _print_status(report)
+    tb.close_connections()
+    return 0 if report["running"] else 3
+
+
+def cmd_clean(opts: argparse.Namespace) -> int:
+    client = engine.connect()
+    removed = engine.remove_by_label(client, None, images=opts.images)
+    for kind, names in removed.items():
+        if names:
+            print(f"removed {len(names)} {kind}: {', '.join(names)}")
+    left = engine.leftovers(client)
+    if any(left.values()):
+        print(f"netbed: could not remove {left}", file=sys.stderr)
+        return 1
+    print("nothing labelled io.netbed.testbed is left")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="netbed", description="A containerized client-router-server testbed.")
+    parser.add_argument("--instance", help="testbed instance name (default: $NETBED_INSTANCE or 'netbed')")
+    sub = parser.add_subparsers(dest="command", required=True)
+    up = sub.add_parser("up", help="build and start the testbed; wait until every host answers")
+    up.add_argument("--no-build", action="store_true", help="do not rebuild images")
+    up.set_defaults(func=cmd_up)
+    down = sub.add_parser("down", help="stop the testbed and remove its containers, networks, volumes")
+    down.set_defaults(func=cmd_down)
+    status = sub.add_parser("status", help="hosts, addresses, agents and router counters")
+    status.add_argument("--json", action="store_true", help="machine-readable output")
+    status.set_defaults(func=cmd_status)
+    clean = sub.add_parser("clean", help="remove everything labelled as any netbed testbed")
+    clean.add_argument("--images", action="store_true", help="also remove the images")
+    clean.set_defaults(func=cmd_clean)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    opts = build_parser().parse_args(argv)
+    try:
+        return int(opts.func(opts))
+    except NetbedError as exc:
+        print(f"netbed: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("netbed: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

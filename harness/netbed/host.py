@@ -1,0 +1,121 @@
+"""Host: one testbed container, reached through its agent."""
+
+from __future__ import annotations
+
+import socket
+import threading
+from typing import Any
+
+from .agent import AgentConnection, error_from_reply
+from .remote_socket import RemoteSocket, family_name, type_name
+
+
+class Job:
+    """An operation running in the background on an agent."""
+
+    def __init__(self, host: Host, job_id: int, op: str) -> None:
+        self.host = host
+        self.id = job_id
+        self.op = op
+
+    def wait(self, timeout: float = 120.0) -> dict[str, Any]:
+        """The operation's result (or its error, raised), waiting up to `timeout` s."""
+        return self.host.call("job_wait", job=self.id, timeout=timeout)
+
+
+class Host:
+    """A testbed host: its name, data-plane addresses and agent connection."""
+
+    def __init__(self, name: str, conn: AgentConnection, ipv4: str, ipv6: str,
+                 container: Any = None) -> None:
+        self.name = name
+        self.ipv4 = ipv4
+        self.ipv6 = ipv6
+        self.container = container
+        self._conn = conn
+        self._open: set[RemoteSocket] = set()
+        self._lock = threading.Lock()
+
+    def __repr__(self) -> str:
+        return f"<Host {self.name} {self.ipv4} {self.ipv6}>"
+
+    def address(self, family: int = socket.AF_INET) -> str:
+        """This host's data-plane address for `family`."""
+        return self.ipv6 if family == socket.AF_INET6 else self.ipv4
+
+    def call(self, op: str, /, **args: Any) -> dict[str, Any]:
+        """Send one raw agent request (see docs/agent-protocol.md)."""
+        return self._conn.call(op, **{k: v for k, v in args.items() if v is not None})
+
+    def socket(self, family: int | str = socket.AF_INET, type: int | str = socket.SOCK_STREAM,
+               proto: int | str = 0) -> RemoteSocket:
+        """Open a real socket on this host."""
+        result = self.call("socket", family=family_name(family), type=type_name(type), proto=proto)
+        sock = RemoteSocket(self, result["fd"], family, type)
+        self.track(sock)
+        return sock
+
+    def track(self, sock: RemoteSocket) -> None:
+        with self._lock:
+            self._open.add(sock)
+
+    def untrack(self, sock: RemoteSocket) -> None:
+        with self._lock:
+            self._open.discard(sock)
+
+    def close_all_sockets(self) -> int:
+        """Close every socket the agent holds (the per-test cleanup)."""
+        with self._lock:
+            for sock in self._open:
+                sock.closed = True
+            self._open.clear()
+        return int(self.call("close_all")["closed"])
+
+    def start(self, op: str, **args: Any) -> Job:
+        """Start `op` in the background on the agent; returns a Job to wait on."""
+        inner = {k: v for k, v in args.items() if v is not None}
+        result = self.call("job_start", op=op, args=inner)
+        return Job(self, result["job"], op)
+
+    def ping(self) -> bool:
+        return bool(self.call("ping")["pong"])
+
+    def route_get(self, address: str) -> dict[str, Any]:
+        """The kernel's route lookup for `address` (sends nothing)."""
+        return self.call("route_get", address=address)
+
+    def snmp(self) -> dict[str, dict[str, int]]:
+        """Kernel protocol counters (/proc/net/snmp and snmp6), by protocol."""
+        counters: dict[str, dict[str, int]] = self.call("snmp")["counters"]
+        return counters
+
+    def sysctl(self, name: str) -> str:
+        return str(self.call("sysctl", name=name)["value"])
+
+    def info(self) -> dict[str, Any]:
+        return self.call("info")
+
+    def exec(self, argv: list[str]) -> tuple[int, str]:
+        """Run a command in the container (docker exec); returns (exit code, output)."""
+        if self.container is None:
+            raise RuntimeError(f"{self.name}: no container handle for exec")
+        code, output = self.container.exec_run(argv)
+        return int(code), output.decode("utf-8", "replace")
+
+    def close(self) -> None:
+        self._conn.close()
+
+
+class Router(Host):
+    """The router host: forwarding counters (and impairments)."""
+
+    def counters(self) -> dict[str, Any]:
+        """{"ipv4_forwarded": n, "ipv6_forwarded": n, "interfaces": {name: {...}}}."""
+        return self.call("router_counters")
+
+    def reset(self) -> None:
+        """Return the router to pristine forwarding (no impairment)."""
+        self.call("reset")
+
+
+__all__ = ["Host", "Job", "Router", "error_from_reply"]

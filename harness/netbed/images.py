@@ -1,0 +1,93 @@
+"""The base image every testbed host is built on.
+
+Where a registry is reachable, Dockerfiles start FROM debian:bookworm-slim.
+Where none is (air-gapped CI, our own machines), `netbed up` bootstraps an
+equivalent image from Debian packages with mmdebstrap and `docker import`.
+We never probe a registry to decide: the choice is made from what is on the
+machine, in this order:
+
+1. NETBED_BASE_IMAGE, if set: used as is.
+2. debian:bookworm-slim, if the engine already has it.
+3. netbed/base:bookworm, if an earlier bootstrap made it.
+4. bootstrap, if mmdebstrap is installed or can be (root with apt-get);
+5. otherwise debian:bookworm-slim, which `docker build` pulls.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import docker
+import docker.errors
+
+from .errors import ImageBuildError
+
+STOCK_IMAGE = "debian:bookworm-slim"
+BOOTSTRAP_IMAGE = "netbed/base:bookworm"
+#: What every host image needs; the Dockerfiles install the same list.
+PACKAGES = ["python3", "iproute2", "iptables", "procps", "iputils-ping", "ethtool", "tcpdump"]
+LABELS = {"io.netbed.testbed": "true", "io.netbed.base": "true"}
+
+
+def _have_image(client: docker.DockerClient, name: str) -> bool:
+    try:
+        client.images.get(name)
+        return True
+    except docker.errors.ImageNotFound:
+        return False
+
+
+def _can_bootstrap() -> bool:
+    if shutil.which("mmdebstrap"):
+        return True
+    return os.geteuid() == 0 and shutil.which("apt-get") is not None
+
+
+def choose_base_image(client: docker.DockerClient) -> tuple[str, str]:
+    """(image, reason) — what the host images will be built FROM, and why."""
+    override = os.environ.get("NETBED_BASE_IMAGE")
+    if override:
+        return override, "NETBED_BASE_IMAGE is set"
+    if _have_image(client, STOCK_IMAGE):
+        return STOCK_IMAGE, "stock image present"
+    if _have_image(client, BOOTSTRAP_IMAGE):
+        return BOOTSTRAP_IMAGE, "bootstrapped earlier from Debian packages"
+    if _can_bootstrap():
+        bootstrap(client)
+        return BOOTSTRAP_IMAGE, "bootstrapped from Debian packages (no stock image on this machine)"
+    return STOCK_IMAGE, "docker build will pull it"
+
+
+def _progress(message: str) -> None:
+    print(f"netbed: {message}", file=sys.stderr, flush=True)
+
+
+def bootstrap(client: docker.DockerClient) -> None:
+    """Build BOOTSTRAP_IMAGE from Debian packages (about 20 s and 220 MB)."""
+    if not shutil.which("mmdebstrap"):
+        _progress("installing mmdebstrap (apt-get) to bootstrap the base image")
+        env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+        for cmd in (["apt-get", "update", "-qq"], ["apt-get", "install", "-y", "-qq", "mmdebstrap"]):
+            proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
+            if proc.returncode != 0:
+                raise ImageBuildError(
+                    f"`{' '.join(cmd)}` failed: {proc.stderr.strip()[-500:]}\n"
+                    f"Install mmdebstrap, or set NETBED_BASE_IMAGE to an image you have."
+                )
+    _progress(f"bootstrapping {BOOTSTRAP_IMAGE} from Debian bookworm packages (about 20 s)")
+    with tempfile.TemporaryDirectory(prefix="netbed-base-") as tmp:
+        tarball = Path(tmp) / "base.tar"
+        cmd = ["mmdebstrap", "--variant=minbase", "--quiet", f"--include={','.join(PACKAGES)}",
+               "bookworm", str(tarball)]
+        proc = subprocess.run(cmd, capture_output=True, text=True)
+        if proc.returncode != 0:
+            raise ImageBuildError(f"mmdebstrap failed:\n{proc.stderr.strip()[-1500:]}")
+        changes = [f"LABEL {k}={v}" for k, v in LABELS.items()]
+        repository, tag = BOOTSTRAP_IMAGE.split(":")
+        client.api.import_image_from_file(str(tarball), repository=repository, tag=tag, changes=changes)
+    _progress(f"bootstrapped {BOOTSTRAP_IMAGE}")
