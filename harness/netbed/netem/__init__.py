@@ -1,0 +1,51 @@
+"""netem impairments for netbed: parse tc-netem syntax, validate, lint and render it.
+
+    >>> from netbed.netem import parse, lint
+    >>> n = parse("delay 100ms 10ms distribution normal loss 1%")
+    >>> n.to_tc_args()
+    ['limit', '1000', 'delay', '100ms', '10ms', 'distribution', 'normal', 'loss', 'random', '1%']
+
+Standard library only (this package is copied into the router image). See docs/netem.md.
+"""
+
+from __future__ import annotations
+
+from .lint import lint
+from .model import (
+    Corrupt,
+    Delay,
+    Duplicate,
+    GemodelLoss,
+    Loss,
+    Netem,
+    NetemError,
+    RandomLoss,
+    Rate,
+    Reorder,
+    Slot,
+    StateLoss,
+    from_dict,
+)
+from .parse import parse
+from .render import describe, to_tc_args, to_text
+
+__all__ = [
+    "Corrupt",
+    "Delay",
+    "Duplicate",
+    "GemodelLoss",
+    "Loss",
+    "Netem",
+    "NetemError",
+    "RandomLoss",
+    "Rate",
+    "Reorder",
+    "Slot",
+    "StateLoss",
+    "describe",
+    "from_dict",
+    "lint",
+    "parse",
+    "to_tc_args",
+    "to_text",
+]
