@@ -10,7 +10,14 @@ INSTANCE ?= $(or $(NETBED_INSTANCE),netbed)
 PYTEST_ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help venv up down test test-unit test-integration status logs ps \
+
+# $(call shell_on,SERVICE): an interactive shell in that container, or a hint.
+define shell_on
+id=$$(docker ps -q --filter label=io.netbed.instance=$(INSTANCE) --filter label=com.docker.compose.service=$(1)); \
+if [ -z "$$id" ]; then echo "netbed: no running $(1) in testbed '$(INSTANCE)'; run \`make up\` first" >&2; exit 1; fi; \
+docker exec -it $$id bash
+endef
+.PHONY: help venv up down test test-unit status logs ps impair clear profiles \
         shell-client shell-router shell-server clean lint bench
 
 help: ## list the targets
@@ -47,13 +54,23 @@ logs: ## the agents' logs
 	  echo "== $$(docker inspect -f '{{.Name}}' $$c)"; docker logs --tail 50 $$c; done
 
 shell-client: ## a shell on the client
-	@docker exec -it $$(docker ps -q --filter label=io.netbed.instance=$(INSTANCE) --filter label=com.docker.compose.service=client) bash
+	@$(call shell_on,client)
 
 shell-router: ## a shell on the router
-	@docker exec -it $$(docker ps -q --filter label=io.netbed.instance=$(INSTANCE) --filter label=com.docker.compose.service=router) bash
+	@$(call shell_on,router)
 
 shell-server: ## a shell on the server
-	@docker exec -it $$(docker ps -q --filter label=io.netbed.instance=$(INSTANCE) --filter label=com.docker.compose.service=server) bash
+	@$(call shell_on,server)
+
+impair: $(STAMP) ## impair the router: make impair ARGS='delay 40ms loss 10%' [DIR=to-server] [MATCH=udp:53]
+	@test -n "$(ARGS)$(PROFILE)" || { echo "usage: make impair ARGS='delay 40ms loss 10%' [DIR=to-server] [MATCH=udp:5000] | PROFILE=wan"; exit 2; }
+	@$(NETBED) --instance $(INSTANCE) impair --direction $(or $(DIR),both) $(if $(MATCH),--match $(MATCH)) $(if $(PROFILE),--profile $(PROFILE)) $(ARGS)
+
+clear: $(STAMP) ## remove every impairment: pristine forwarding [DIR=to-server]
+	@$(NETBED) --instance $(INSTANCE) clear --direction $(or $(DIR),both)
+
+profiles: $(STAMP) ## list the named impairment profiles
+	@$(NETBED) profiles
 
 clean: $(STAMP) ## remove every container, network, volume and image labelled as netbed
 	@$(NETBED) clean --images

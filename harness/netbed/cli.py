@@ -9,10 +9,14 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import warnings
 from typing import Any
 
 from . import engine
 from .errors import NetbedError
+from .netem import NetemError, parse
+from .netem.render import describe
+from .profiles import load_profiles, profile
 from .testbed import Testbed
 
 
@@ -30,6 +34,17 @@ def _print_status(report: dict[str, Any]) -> None:
             print(f"  router counters: {r['error']}")
         else:
             print(f"  router forwarded: ipv4 {r['ipv4_forwarded']} ipv6 {r['ipv6_forwarded']} packets")
+    imp = report.get("impairment")
+    if imp:
+        print(f"  impairment backend: {imp['backend']} ({imp['reason']})")
+        for direction, entry in imp["directions"].items():
+            setting = entry["impairment"]
+            text = "none (pristine forwarding)" if setting is None else setting["description"]
+            if setting and setting.get("match"):
+                text += f" [only {setting['match']}]"
+            stats = entry.get("stats") or {}
+            counts = " ".join(f"{k}={v}" for k, v in stats.items() if isinstance(v, (int, float)))
+            print(f"  {direction:9} {text}" + (f"\n            {counts}" if counts else ""))
 
 
 def cmd_up(opts: argparse.Namespace) -> int:
@@ -62,6 +77,41 @@ def cmd_status(opts: argparse.Namespace) -> int:
     return 0 if report["running"] else 3
 
 
+def cmd_impair(opts: argparse.Namespace) -> int:
+    if opts.profile and opts.netem:
+        raise NetbedError("give either --profile NAME or netem arguments, not both")
+    text = profile(opts.profile) if opts.profile else " ".join(opts.netem)
+    try:
+        netem = parse(text)
+    except NetemError as exc:
+        print(f"netbed: {exc}", file=sys.stderr)
+        return 2
+    tb = Testbed(opts.instance)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        tb.router.impair(netem, direction=opts.direction, match=opts.match)
+    for warning in caught:
+        print(f"netbed: warning: {warning.message}", file=sys.stderr)
+    where = f" (only {opts.match})" if opts.match else ""
+    print(f"{opts.direction}: {describe(netem)}{where}")
+    tb.close_connections()
+    return 0
+
+
+def cmd_clear(opts: argparse.Namespace) -> int:
+    tb = Testbed(opts.instance)
+    tb.router.clear(opts.direction)
+    print(f"{opts.direction}: pristine forwarding")
+    tb.close_connections()
+    return 0
+
+
+def cmd_profiles(opts: argparse.Namespace) -> int:
+    for item in load_profiles().values():
+        print(f"{item.name:12} {item.netem:55} {item.about}")
+    return 0
+
+
 def cmd_clean(opts: argparse.Namespace) -> int:
     client = engine.connect()
     removed = engine.remove_by_label(client, None, images=opts.images)
@@ -88,6 +138,18 @@ def build_parser() -> argparse.ArgumentParser:
     status = sub.add_parser("status", help="hosts, addresses, agents and router counters")
     status.add_argument("--json", action="store_true", help="machine-readable output")
     status.set_defaults(func=cmd_status)
+    impair = sub.add_parser("impair", help="impair forwarded traffic, in tc netem's syntax",
+                            description="NETEM is tc-netem's own syntax, e.g. `delay 100ms 10ms loss 1%%`.")
+    impair.add_argument("--direction", choices=["both", "to-server", "to-client"], default="both")
+    impair.add_argument("--match", metavar="PROTO[:PORT]", help="only these packets, e.g. udp:5000 or icmp")
+    impair.add_argument("--profile", help="a named profile (see `netbed profiles`)")
+    impair.add_argument("netem", nargs=argparse.REMAINDER, help="netem arguments")
+    impair.set_defaults(func=cmd_impair)
+    clear = sub.add_parser("clear", help="back to pristine forwarding")
+    clear.add_argument("--direction", choices=["both", "to-server", "to-client"], default="both")
+    clear.set_defaults(func=cmd_clear)
+    profiles = sub.add_parser("profiles", help="list the named impairment profiles")
+    profiles.set_defaults(func=cmd_profiles)
     clean = sub.add_parser("clean", help="remove everything labelled as any netbed testbed")
     clean.add_argument("--images", action="store_true", help="also remove the images")
     clean.set_defaults(func=cmd_clean)

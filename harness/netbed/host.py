@@ -6,7 +6,10 @@ import socket
 import threading
 from typing import Any
 
+from . import impairment
 from .agent import AgentConnection, error_from_reply
+from .impairment import Impairment
+from .netem import Netem
 from .remote_socket import RemoteSocket, family_name, type_name
 
 
@@ -116,6 +119,23 @@ class Router(Host):
     def reset(self) -> None:
         """Return the router to pristine forwarding (no impairment)."""
         self.call("reset")
+
+    def impair(self, netem: str | Netem, direction: str = "both", match: str | None = None) -> Impairment:
+        """Impair forwarded traffic (netem's syntax, e.g. "delay 50ms 5ms loss 1%").
+
+        direction: "both", "to-server" or "to-client"; match: "PROTO[:PORT]"
+        (e.g. "udp:5000") to impair only those packets.  Active on return;
+        use as a context manager to restore the previous setting on exit.
+        """
+        return impairment.apply(self, netem, direction, match)
+
+    def clear(self, direction: str = "both") -> None:
+        """Pristine forwarding for `direction` (both, to-server, to-client)."""
+        self.call("clear", direction=direction)
+
+    def impair_status(self) -> dict[str, Any]:
+        """{"backend", "reason", "directions": {dir: {"impairment", "stats"}}, "engine"}."""
+        return self.call("impair_status")
 
 
 __all__ = ["Host", "Job", "Router", "error_from_reply"]

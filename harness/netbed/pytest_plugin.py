@@ -13,9 +13,10 @@ one this session started is removed at the end unless --keep-testbed.
 
 from __future__ import annotations
 
+import json
 import os
 import shlex
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from typing import Any
 
 import pytest
@@ -24,6 +25,7 @@ from pytest_docker.plugin import get_docker_services
 from . import engine, images
 from .compose import COMPOSE_FILE, compose_command
 from .host import Host, Router
+from .profiles import profile
 from .testbed import READY_TIMEOUT_S, Testbed
 from .topology import DEFAULT_INSTANCE
 
@@ -124,13 +126,54 @@ def reset_testbed(tb: Testbed) -> None:
     tb.router.reset()
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers",
+        "netem(netem='', *, profile=None, direction='both', match=None): impair the router for this test "
+        "(tc netem syntax, or a named profile); the router is reset afterwards",
+    )
+
+
+def _marker_netem(request: pytest.FixtureRequest) -> tuple[str, str, str | None] | None:
+    marker = request.node.get_closest_marker("netem")
+    if marker is None:
+        return None
+    text = marker.args[0] if marker.args else marker.kwargs.get("netem", "")
+    if marker.kwargs.get("profile"):
+        text = profile(marker.kwargs["profile"])
+    return text, marker.kwargs.get("direction", "both"), marker.kwargs.get("match")
+
+
 @pytest.fixture
-def testbed(netbed_session: Testbed) -> Iterator[Testbed]:
-    """The running testbed; after the test, sockets are closed and the router reset."""
+def testbed(netbed_session: Testbed, request: pytest.FixtureRequest) -> Iterator[Testbed]:
+    """The running testbed; after the test, sockets are closed and the router reset.
+
+    A `@pytest.mark.netem(...)` marker is applied before the test starts.
+    """
     try:
+        wanted = _marker_netem(request)
+        if wanted is not None:
+            text, direction, match = wanted
+            netbed_session.router.impair(text, direction=direction, match=match)
         yield netbed_session
     finally:
         reset_testbed(netbed_session)
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Generator[None, Any, None]:
+    """Attach the router's impairment counters to a failing test's report."""
+    outcome = yield
+    report = outcome.get_result()
+    if report.when != "call" or not report.failed:
+        return
+    tb = getattr(item, "funcargs", {}).get("testbed")
+    if isinstance(tb, Testbed):
+        try:
+            status = tb.router.impair_status()
+        except Exception as exc:  # noqa: BLE001 - reporting must not mask the failure
+            status = {"error": str(exc)}
+        report.sections.append(("netbed router impairment", json.dumps(status, indent=2)))
 
 
 @pytest.fixture

@@ -241,6 +241,7 @@ class Testbed:
                 counters = router.counters()
                 report["router"] = {"ipv4_forwarded": counters["ipv4_forwarded"],
                                     "ipv6_forwarded": counters["ipv6_forwarded"]}
+                report["impairment"] = router.impair_status()
             except NetbedError as exc:
                 report["router"] = {"error": str(exc)}
         return report

@@ -1,15 +1,198 @@
-"""Operations the router agent adds to the common host agent."""
+"""Operations the router agent adds to the common host agent.
+
+Impairments arrive in netem's own words (`netem`: "delay 100ms loss 1%") or
+as the parsed dict (`spec`, see docs/netem.md), are parsed once here with the
+same parser the harness uses (netbed.netem), and go to one backend:
+
+- kernel:    tc netem on the router's egress interfaces (where the kernel has sch_netem)
+- userspace: the NFQUEUE engine (everywhere else)
+
+chosen at start by probing, or forced with NETBED_BACKEND=kernel|userspace.
+"""
 
 from __future__ import annotations
 
-from typing import Any
+import logging
+import os
+import threading
+from typing import Any, Protocol
 
+from netbed.netem import NetemError, from_dict, lint, parse
+from netbed.netem.render import describe
 from netbed_agent.args import Args
+from netbed_agent.errors import RequestError
 from netbed_agent.system import read_snmp, run_ip
+
+log = logging.getLogger("netbed_agent")
+
+DIRECTIONS = ("to-server", "to-client")
+PROTOCOLS = {"tcp": 6, "udp": 17, "icmp": 1, "icmpv6": 58}
+
+
+class Backend(Protocol):
+    def apply(self, direction: str, spec: dict[str, Any], match: dict[str, Any] | None) -> Any: ...
+    def clear(self, direction: str) -> Any: ...
+    def stats(self) -> dict[str, Any]: ...
+    def close(self) -> None: ...
+
+
+class RouterState:
+    """The backend in use and what each direction is set to."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.backend: Backend | None = None
+        self.backend_name = "none"
+        self.reason = "not started"
+        self.current: dict[str, dict[str, Any] | None] = {d: None for d in DIRECTIONS}
+
+
+STATE = RouterState()
+
+
+def _subnets() -> dict[str, str | None]:
+    return {
+        "client_net4": os.environ.get("NETBED_CLIENT_NET4", "10.77.0.0/24"),
+        "server_net4": os.environ.get("NETBED_SERVER_NET4", "10.77.1.0/24"),
+        "client_net6": os.environ.get("NETBED_CLIENT_NET6") or None,
+        "server_net6": os.environ.get("NETBED_SERVER_NET6") or None,
+    }
+
+
+def choose_backend(forced: str) -> tuple[str, str]:
+    """(backend name, why) for NETBED_BACKEND=`forced` (auto, kernel, userspace)."""
+    from .backend_kernel import probe_kernel_netem
+
+    if forced == "userspace":
+        return "userspace", "forced by NETBED_BACKEND=userspace"
+    usable, why = probe_kernel_netem()
+    if forced == "kernel":
+        if not usable:
+            raise RuntimeError(f"NETBED_BACKEND=kernel but {why}")
+        return "kernel", "forced by NETBED_BACKEND=kernel"
+    if usable:
+        return "kernel", f"kernel has sch_netem ({why})"
+    return "userspace", why
 
 
 def setup() -> None:
     """Called once at agent start, after routes are configured."""
+    forced = os.environ.get("NETBED_BACKEND", "auto")
+    if forced not in ("auto", "kernel", "userspace"):
+        raise RuntimeError(f"NETBED_BACKEND={forced!r}: expected auto, kernel or userspace")
+    try:
+        name, why = choose_backend(forced)
+        if name == "kernel":
+            from .backend_kernel import KernelBackend
+
+            STATE.backend = KernelBackend(**_subnets())  # type: ignore[arg-type]
+        else:
+            from .backend_userspace import UserspaceBackend
+
+            STATE.backend = UserspaceBackend(**_subnets())  # type: ignore[arg-type]
+    except Exception as exc:  # noqa: BLE001 - the agent must keep answering
+        # Forwarding still works; impair requests will answer with this reason.
+        STATE.backend, STATE.backend_name = None, "none"
+        STATE.reason = f"backend failed to start: {type(exc).__name__}: {exc}"
+        log.error("%s", STATE.reason)
+        return
+    STATE.backend_name, STATE.reason = name, why
+    log.info("impairment backend: %s (%s)", name, why)
+
+
+def parse_match(text: str | None) -> dict[str, Any] | None:
+    """'PROTO[:PORT]' -> {"proto": name, "port": int|None}; None for everything."""
+    if text is None or text == "":
+        return None
+    proto, _, port_text = text.partition(":")
+    proto = proto.lower()
+    if proto not in PROTOCOLS:
+        raise RequestError(f"match: unknown protocol {proto!r}; expected one of {', '.join(PROTOCOLS)}")
+    port = None
+    if port_text:
+        if proto not in ("tcp", "udp"):
+            raise RequestError(f"match: {proto} has no ports (only tcp and udp do), got {text!r}")
+        if not port_text.isdigit() or not 0 < int(port_text) <= 65535:
+            raise RequestError(f"match: port must be 1-65535, got {port_text!r}")
+        port = int(port_text)
+    return {"proto": proto, "port": port}
+
+
+def _directions(args: Args) -> tuple[str, ...]:
+    direction = args.str("direction", "both")
+    if direction == "both":
+        return DIRECTIONS
+    if direction not in DIRECTIONS:
+        raise RequestError(f"direction must be both, to-server or to-client, got {direction!r}")
+    return (direction,)
+
+
+def _backend() -> Backend:
+    if STATE.backend is None:
+        raise RequestError(f"no impairment backend: {STATE.reason}", kind="command_failed")
+    return STATE.backend
+
+
+def op_impair(args: Args) -> dict[str, Any]:
+    """Replace the impairment of the named direction(s); returns lint warnings."""
+    directions = _directions(args)
+    text = args.raw("netem")
+    spec_in = args.raw("spec")
+    match_text = args.raw("match")
+    args.finish()
+    if (text is None) == (spec_in is None):
+        raise RequestError("impair: give exactly one of 'netem' (netem's words) or 'spec' (the parsed dict)")
+    if match_text is not None and not isinstance(match_text, str):
+        raise RequestError(f"impair: 'match' must be a string like 'udp:5000', got {match_text!r}")
+    try:
+        netem = parse(text) if text is not None else from_dict(spec_in)
+    except NetemError as exc:
+        raise RequestError(str(exc), kind="bad_netem") from None
+    match = parse_match(match_text)
+    spec = netem.to_dict()
+    backend = _backend()
+    with STATE.lock:
+        for direction in directions:
+            backend.apply(direction, spec, match)
+            STATE.current[direction] = {"spec": spec, "match": match_text, "description": describe(netem)}
+    return {"warnings": lint(netem), "directions": list(directions), "backend": STATE.backend_name}
+
+
+def op_clear(args: Args) -> dict[str, Any]:
+    """Return the named direction(s) to pristine forwarding."""
+    directions = _directions(args)
+    args.finish()
+    backend = _backend()
+    with STATE.lock:
+        for direction in directions:
+            backend.clear(direction)
+            STATE.current[direction] = None
+    return {"directions": list(directions)}
+
+
+def op_reset(args: Args) -> dict[str, Any]:
+    """Pristine forwarding in both directions (the harness calls it after every test)."""
+    args.finish()
+    if STATE.backend is None:
+        return {}  # nothing can have been applied
+    backend = STATE.backend
+    with STATE.lock:
+        for direction in DIRECTIONS:
+            backend.clear(direction)
+            STATE.current[direction] = None
+    return {}
+
+
+def op_impair_status(args: Args) -> dict[str, Any]:
+    """Backend, the reason it was chosen, and per direction: setting and counters."""
+    args.finish()
+    stats = _backend().stats()
+    return {
+        "backend": STATE.backend_name,
+        "reason": STATE.reason,
+        "directions": {d: {"impairment": STATE.current[d], "stats": stats.get(d, {})} for d in DIRECTIONS},
+        "engine": {k: v for k, v in stats.items() if k not in DIRECTIONS},
+    }
 
 
 def op_router_counters(args: Args) -> dict[str, Any]:
@@ -34,10 +217,10 @@ def op_router_counters(args: Args) -> dict[str, Any]:
     }
 
 
-def op_reset(args: Args) -> dict[str, Any]:
-    """Return to pristine forwarding: no impairment on either direction."""
-    args.finish()
-    return {}
-
-
-OPS = {"router_counters": op_router_counters, "reset": op_reset}
+OPS = {
+    "router_counters": op_router_counters,
+    "impair": op_impair,
+    "clear": op_clear,
+    "reset": op_reset,
+    "impair_status": op_impair_status,
+}

@@ -1,0 +1,28 @@
+"""The router's --match parsing (PROTO[:PORT])."""
+
+from __future__ import annotations
+
+import pytest
+
+pytest.importorskip("netbed_router")
+from netbed_agent.errors import RequestError  # noqa: E402
+from netbed_router.ops import parse_match  # noqa: E402
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [(None, None), ("", None), ("udp:5000", {"proto": "udp", "port": 5000}),
+     ("TCP", {"proto": "tcp", "port": None}), ("icmp", {"proto": "icmp", "port": None})],
+)
+def test_good_matches(text: str | None, expected: dict | None) -> None:
+    assert parse_match(text) == expected
+
+
+@pytest.mark.parametrize(
+    ("text", "needle"),
+    [("sctp", "unknown protocol 'sctp'"), ("udp:0", "port must be 1-65535"), ("udp:70000", "1-65535"),
+     ("icmp:5", "icmp has no ports"), ("tcp:http", "got 'http'")],
+)
+def test_bad_matches_name_the_problem(text: str, needle: str) -> None:
+    with pytest.raises(RequestError, match=needle):
+        parse_match(text)
