@@ -43,7 +43,8 @@ def _print_status(report: dict[str, Any]) -> None:
             if setting and setting.get("match"):
                 text += f" [only {setting['match']}]"
             stats = entry.get("stats") or {}
-            counts = " ".join(f"{k}={v}" for k, v in stats.items() if isinstance(v, (int, float)))
+            keys = ("seen", "passed", "dropped", "duplicated", "corrupted", "reordered", "delayed", "queue_depth")
+            counts = " ".join(f"{k}={stats[k]}" for k in keys if setting and k in stats)
             print(f"  {direction:9} {text}" + (f"\n            {counts}" if counts else ""))
 
 

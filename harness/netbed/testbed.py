@@ -92,13 +92,12 @@ class Testbed:
     def up(self, build: bool = True) -> None:
         """Build the images if needed, start the hosts, wait until every agent answers.
 
-        Idempotent: on a running testbed it only checks health.  A failed
-        start tears down what it created (unless keep=True).
+        Idempotent: on a running testbed it rebuilds and recreates only what
+        changed.  A failed start tears down what it created (unless keep=True).
         """
-        if self.is_running():
-            _progress(f"testbed '{self.instance}' is already up")
-            self.wait_ready()
-            return
+        # Compose is idempotent: on a running testbed this rebuilds what
+        # changed and recreates only those containers.
+        was_running = self.is_running()
         base, why = images.choose_base_image(self.docker)
         _progress(f"base image {base} ({why})")
         env_extra = {"NETBED_BASE_IMAGE": base}
@@ -107,14 +106,15 @@ class Testbed:
         args = ["up", "--detach", "--wait", "--wait-timeout", str(int(READY_TIMEOUT_S)), "--remove-orphans"]
         if build:
             args.append("--build")
-        _progress(f"starting testbed '{self.instance}' (subnets {self.topology.client_side.net4}, "
+        verb = "updating running" if was_running else "starting"
+        _progress(f"{verb} testbed '{self.instance}' (subnets {self.topology.client_side.net4}, "
                   f"{self.topology.server_side.net4})")
-        self.started_here = True
+        self.started_here = not was_running
         try:
             compose.run(args, stream=True)
             self.wait_ready()
         except BaseException:
-            if not self.keep:
+            if self.started_here and not self.keep:
                 self.down()
             raise
         _progress(f"testbed '{self.instance}' is up")

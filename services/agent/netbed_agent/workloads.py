@@ -158,8 +158,9 @@ def op_stream_send(args: Args) -> dict[str, Any]:
 
 
 def op_stream_recv(args: Args) -> dict[str, Any]:
-    """Read until end of stream (or `max_bytes`); return byte count, SHA-256
-    and the sizes of the first reads (to show that boundaries are not kept)."""
+    """Read until end of stream (or `max_bytes`); return byte count, SHA-256,
+    the sizes of the first reads (to show that boundaries are not kept) and the
+    seconds from the first read to the last (for goodput)."""
     sock = _sock(args)
     max_bytes = args.int("max_bytes", 1 << 31, minimum=1)
     bufsize = args.int("bufsize", 65536, minimum=1, maximum=1 << 24)
@@ -168,6 +169,7 @@ def op_stream_recv(args: Args) -> dict[str, Any]:
     digest = hashlib.sha256()
     total = 0
     sizes: list[int] = []
+    first_ns = last_ns = 0
     deadline = time.monotonic() + timeout
     while total < max_bytes:
         remaining = deadline - time.monotonic()
@@ -180,11 +182,14 @@ def op_stream_recv(args: Args) -> dict[str, Any]:
             raise OperationTimeout(f"stream_recv: got {total} bytes, no end of stream within {timeout:g} s") from None
         if not data:
             break
+        last_ns = time.monotonic_ns()
+        first_ns = first_ns or last_ns
         digest.update(data)
         total += len(data)
         if len(sizes) < 1000:
             sizes.append(len(data))
-    return {"bytes": total, "sha256": digest.hexdigest(), "read_sizes": sizes, "reads": len(sizes)}
+    return {"bytes": total, "sha256": digest.hexdigest(), "read_sizes": sizes, "reads": len(sizes),
+            "first_to_last_s": (last_ns - first_ns) / 1e9}
 
 
 def _echo_stream_conn(conn: socket.socket) -> None:

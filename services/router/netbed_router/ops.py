@@ -187,11 +187,12 @@ def op_impair_status(args: Args) -> dict[str, Any]:
     """Backend, the reason it was chosen, and per direction: setting and counters."""
     args.finish()
     stats = _backend().stats()
+    per_direction = stats.get("directions", {})
     return {
         "backend": STATE.backend_name,
         "reason": STATE.reason,
-        "directions": {d: {"impairment": STATE.current[d], "stats": stats.get(d, {})} for d in DIRECTIONS},
-        "engine": {k: v for k, v in stats.items() if k not in DIRECTIONS},
+        "directions": {d: {"impairment": STATE.current[d], "stats": per_direction.get(d, {})} for d in DIRECTIONS},
+        "engine": {k: v for k, v in stats.items() if k != "directions"},
     }
 
 

@@ -1,0 +1,646 @@
+"""The kernel impairment backend: Linux ``tc netem`` on the router's two interfaces.
+
+Used where the kernel has ``sch_netem`` (stock Debian/Ubuntu, GitHub-hosted runners); where it
+has not, the router uses :mod:`netbed_router.backend_userspace`. Both have the same interface:
+``apply(direction, spec, match)``, ``clear(direction)``, ``stats()``, ``close()``.
+:func:`probe_kernel_netem` tells which one can be used here.
+
+Directions: ``"to-server"`` is egress on the interface holding an address in the server subnet,
+``"to-client"`` egress on the one in the client subnet. Interfaces are found by address, never
+by name.
+
+Without a match the direction's root qdisc is netem::
+
+    tc qdisc replace dev IF root handle 10: netem ARGS          (10: and 11: alternate)
+
+With a match (``{"proto": "udp", "port": 5000}``), a ``prio`` root sends everything to a
+pristine band and u32 filters steer matching packets (IPv4 and IPv6, source *or* destination
+port, like the userspace backend's ``-m multiport --ports``) to band 3, which holds netem::
+
+    tc qdisc replace dev IF root handle 20: prio bands 3 priomap 1 1 ... 1  (20: and 21: alternate)
+    tc qdisc replace dev IF parent 20:3 handle 30: netem ARGS
+    tc filter add dev IF parent 20: protocol ip prio 1 u32 match ip protocol 17 0xff \
+        match ip dport 5000 0xffff flowid 20:3                  (and sport, and ipv6)
+
+Why the handles alternate: ``tc qdisc replace`` of a netem by a netem with the same handle is a
+*change* that keeps every option the new arguments do not mention (measured on 6.1: a
+``corrupt`` survives a later ``replace ... netem loss 5%``). A different handle makes the kernel
+build a fresh qdisc and graft it in one step, so each apply is exactly what was asked, with no
+moment without impairment. Two exceptions, each a moment (a few ms) of pristine forwarding:
+with a match, until the new prio tree's netem and filters are in, matching packets take the
+pristine band; and when the old or the new netem duplicates, Linux (6.1.y stable since 2025)
+refuses to build a netem while the old tree holds one ("cannot mix duplicating netems with
+other netems in tree"), so the old root is deleted first.
+
+After each apply, ``tc -j qdisc show`` (and ``tc -j filter show``) are read back and compared
+with the request; a difference raises :class:`ReadbackMismatch`. Counters restart at each apply.
+
+Standard library only (the router image has python3, iproute2, iptables and ethtool).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import os
+import subprocess
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from netbed.netem import Netem, from_dict, to_tc_args
+from netbed.netem.model import GemodelLoss, RandomLoss, StateLoss
+
+__all__ = [
+    "DIRECTIONS",
+    "KernelBackend",
+    "KernelBackendError",
+    "ReadbackMismatch",
+    "Runner",
+    "compare_netem_options",
+    "expected_netem_options",
+    "filter_commands",
+    "normalize_match",
+    "probe_kernel_netem",
+    "probe_reason",
+]
+
+DIRECTIONS = ("to-server", "to-client")
+PROTOCOLS: dict[str, int] = {"icmp": 1, "tcp": 6, "udp": 17, "icmpv6": 58}
+#: IP protocols whose first 4 bytes after the IP header are source and destination port.
+PORT_PROTOCOLS = frozenset({6, 17, 33, 132, 136})
+#: Root handles (major numbers) used without a match and with one; each pair alternates.
+PLAIN_HANDLES = (0x10, 0x11)
+PRIO_HANDLES = (0x20, 0x21)
+NETEM_CHILD = {0x20: 0x30, 0x21: 0x31}
+NETEM_BAND = 3
+PRISTINE_PRIOMAP = ["1"] * 16  # every priority to band 2 (minor 2), pristine
+TC_TIMEOUT_S = 15.0
+DUPLICATE_CONFLICT = "cannot mix duplicating netems"
+
+Runner = Callable[[Sequence[str]], "subprocess.CompletedProcess[str]"]
+"""Runs one command (an argument list, never a shell string) and returns its result."""
+
+
+def run_command(argv: Sequence[str]) -> subprocess.CompletedProcess[str]:
+    """The default :data:`Runner`: ``subprocess.run`` with captured text output, no check."""
+    return subprocess.run(list(argv), capture_output=True, text=True, timeout=TC_TIMEOUT_S, check=False)
+
+
+class KernelBackendError(RuntimeError):
+    """A tc/ip command failed, or the kernel state is not what netbed expects."""
+
+
+class ReadbackMismatch(KernelBackendError):
+    """``tc -j qdisc show`` does not show what was applied."""
+
+
+# ---------------------------------------------------------------------------------------------
+# probe
+
+
+def probe_reason(returncode: int, stderr: str) -> tuple[bool, str]:
+    """Interpret ``tc qdisc add dev X root netem ...``'s result (pure; see probe_kernel_netem)."""
+    msg = " ".join(stderr.split())
+    if returncode == 0:
+        return True, "kernel has sch_netem (tc qdisc add ... netem worked)"
+    if "qdisc kind is unknown" in msg:
+        return False, f"kernel has no sch_netem (tc: {msg.removeprefix('Error: ').rstrip('.')})"
+    if "Operation not permitted" in msg or "permission" in msg.lower():
+        return False, f"not allowed to change qdiscs, needs CAP_NET_ADMIN (tc: {msg})"
+    return False, f"tc netem failed (exit {returncode}): {msg or 'no message'}"
+
+
+def probe_kernel_netem(runner: Runner | None = None) -> tuple[bool, str]:
+    """True if tc netem can be used here, with the reason either way.
+
+    Adds netem to a throwaway dummy (else veth) interface in the current network namespace,
+    then deletes the interface. Example reason: ``"kernel has no sch_netem (tc: Specified
+    qdisc kind is unknown)"``.
+    """
+    run = runner or run_command
+    name = f"nbprobe{os.getpid() % 10**8}"[:15]
+    try:
+        made = run(["ip", "link", "add", name, "type", "dummy"])
+        if made.returncode != 0:
+            made = run(["ip", "link", "add", name, "type", "veth", "peer", "name", f"{name[:14]}p"])
+        if made.returncode != 0:
+            err = " ".join(made.stderr.split())
+            return False, f"cannot create a throwaway interface to probe netem (ip: {err or 'failed'})"
+        try:
+            added = run(["tc", "qdisc", "add", "dev", name, "root", "netem", "delay", "1ms"])
+            return probe_reason(added.returncode, added.stderr)
+        finally:
+            run(["ip", "link", "del", name])
+    except FileNotFoundError as exc:
+        return False, f"{exc.filename or 'ip/tc'} not found (iproute2 is not installed)"
+    except (OSError, subprocess.SubprocessError) as exc:
+        return False, f"cannot run ip/tc: {exc}"
+
+
+# ---------------------------------------------------------------------------------------------
+# match -> u32 filters
+
+
+def normalize_match(match: Mapping[str, Any] | None) -> dict[str, Any] | None:
+    """Validate ``{"proto": "tcp"|"udp"|"icmp"|"icmpv6"|0..255, "port": 1..65535|None}``."""
+    if match is None:
+        return None
+    if not isinstance(match, Mapping):
+        raise ValueError("match: must be an object or null")
+    for key in match:
+        if key not in ("proto", "port"):
+            raise ValueError(f"match.{key}: unknown key")
+    proto = match.get("proto")
+    port = match.get("port")
+    if isinstance(proto, bool) or not (
+        proto in PROTOCOLS or (isinstance(proto, int) and 0 <= proto <= 255)
+    ):
+        raise ValueError(f"match.proto: must be tcp, udp, icmp, icmpv6 or 0..255, got {proto!r}")
+    if port is not None:
+        if isinstance(port, bool) or not isinstance(port, int) or not 0 < port <= 65535:
+            raise ValueError(f"match.port: must be 1..65535 or null, got {port!r}")
+        if _proto_number(proto) not in PORT_PROTOCOLS:
+            raise ValueError(f"match.port: only with a protocol that has ports, not {proto!r}")
+    return {"proto": proto, "port": port}
+
+
+def _proto_number(proto: str | int) -> int:
+    return PROTOCOLS[proto] if isinstance(proto, str) else proto
+
+
+@dataclass(frozen=True)
+class U32Key:
+    """One ``match`` of a u32 filter as ``tc -j filter show`` prints it (offset from the IP header)."""
+
+    off: int
+    value: int
+    mask: int
+
+
+def _filter_specs(match: Mapping[str, Any]) -> list[tuple[str, list[str], list[U32Key]]]:
+    """(tc protocol, u32 match tokens, expected keys) for each filter a match needs."""
+    proto = match["proto"]
+    number = _proto_number(proto)
+    port = match["port"]
+    out: list[tuple[str, list[str], list[U32Key]]] = []
+    for family, sel, proto_key, port_off in (
+        ("ip", "ip", U32Key(8, number << 16, 0x00FF0000), 20),
+        ("ipv6", "ip6", U32Key(4, number << 8, 0x0000FF00), 40),
+    ):
+        if (proto == "icmp" and family == "ipv6") or (proto == "icmpv6" and family == "ip"):
+            continue  # ICMP is IPv4-only, ICMPv6 IPv6-only (like the userspace backend)
+        base = ["match", sel, "protocol", str(number), "0xff"]
+        if port is None:
+            out.append((family, base, [proto_key]))
+            continue
+        # Source OR destination port: both halves of a flow match (two filters).
+        out.append((family, [*base, "match", sel, "dport", str(port), "0xffff"],
+                    [proto_key, U32Key(port_off, port, 0x0000FFFF)]))
+        out.append((family, [*base, "match", sel, "sport", str(port), "0xffff"],
+                    [proto_key, U32Key(port_off, port << 16, 0xFFFF0000)]))
+    return out
+
+
+def filter_commands(dev: str, root_major: int, match: Mapping[str, Any]) -> list[list[str]]:
+    """The ``tc filter add`` commands steering ``match`` to the netem band of prio ``root_major:``."""
+    cmds = []
+    for pref, (family, tokens, _keys) in enumerate(_filter_specs(match), start=1):
+        cmds.append(["tc", "filter", "add", "dev", dev, "parent", f"{root_major:x}:", "protocol", family,
+                     "prio", str(pref), "u32", *tokens, "flowid", f"{root_major:x}:{NETEM_BAND:x}"])
+    return cmds
+
+
+# ---------------------------------------------------------------------------------------------
+# read-back: what `tc -j qdisc show` should print for a Netem (iproute2 6.x JSON)
+
+# tolerances: tc keeps times in 64 ns ticks and prints them rounded to a microsecond;
+# percentages are u32 fractions printed with 6 significant digits.
+TIME_ABS_S = 2e-6
+TIME_REL = 1e-5
+PCT_ABS = 2e-6
+PCT_REL = 1e-5
+
+_ZERO_SECTIONS: dict[str, dict[str, float]] = {
+    "delay": {"delay": 0.0, "jitter": 0.0, "correlation": 0.0},
+    "loss-random": {"loss": 0.0, "correlation": 0.0},
+    "loss-state": {"p13": 0.0, "p31": 0.0, "p32": 0.0, "p23": 0.0, "p14": 0.0},
+    "loss-gemodel": {"p": 0.0, "r": 0.0, "1-h": 0.0, "1-k": 0.0},
+    "duplicate": {"duplicate": 0.0},
+    "corrupt": {"corrupt": 0.0, "correlation": 0.0},
+    "reorder": {"reorder": 0.0, "correlation": 0.0},
+    "rate": {"rate": 0.0, "packetoverhead": 0.0, "cellsize": 0.0, "celloverhead": 0.0},
+}
+_TIME_FIELDS = frozenset({"delay", "jitter", "min-delay", "max-delay", "distribution"})  # seconds
+_PCT_SECTIONS = frozenset({"loss-random", "loss-state", "loss-gemodel", "duplicate", "corrupt", "reorder"})
+
+
+def expected_netem_options(netem: Netem) -> dict[str, Any]:
+    """The ``options`` object ``tc -j qdisc show`` prints for ``netem`` (times in seconds,
+    percentages as fractions, rate in bytes/s), for the fields it can show.
+
+    Not comparable, so left out: the delay distribution table (not printed), the duplicate
+    correlation (Linux 6.1 reports 0 whatever was set).
+    """
+    exp: dict[str, Any] = {"limit": netem.limit_packets, "ecn": netem.ecn}
+    if netem.partition:
+        exp["loss-random"] = {"loss": 1.0, "correlation": 0.0}
+        return exp
+    if netem.delay is not None:
+        d = netem.delay
+        exp["delay"] = {"delay": d.delay_ms / 1e3, "jitter": d.jitter_ms / 1e3, "correlation": d.correlation_pct / 100}
+    loss = netem.loss
+    if isinstance(loss, RandomLoss):
+        exp["loss-random"] = {"loss": loss.pct / 100, "correlation": loss.correlation_pct / 100}
+    elif isinstance(loss, StateLoss):
+        exp["loss-state"] = {"p13": loss.p13_pct / 100, "p31": loss.p31_pct / 100, "p32": loss.p32_pct / 100,
+                             "p23": loss.p23_pct / 100, "p14": loss.p14_pct / 100}
+    elif isinstance(loss, GemodelLoss):
+        exp["loss-gemodel"] = {"p": loss.p_pct / 100, "r": loss.r_pct / 100,
+                               "1-h": loss.one_minus_h_pct / 100, "1-k": loss.one_minus_k_pct / 100}
+    if netem.duplicate is not None:
+        exp["duplicate"] = {"duplicate": netem.duplicate.pct / 100}
+    if netem.corrupt is not None:
+        exp["corrupt"] = {"corrupt": netem.corrupt.pct / 100, "correlation": netem.corrupt.correlation_pct / 100}
+    if netem.reorder is not None and netem.reorder.pct > 0:
+        r = netem.reorder
+        exp["reorder"] = {"reorder": r.pct / 100, "correlation": r.correlation_pct / 100}
+        exp["gap"] = r.gap
+    if netem.rate is not None:
+        rate = netem.rate
+        exp["rate"] = {"rate": rate.bits_per_s / 8, "packetoverhead": rate.packet_overhead_bytes,
+                       "cellsize": rate.cell_size_bytes, "celloverhead": rate.cell_overhead_bytes}
+    if netem.slot is not None:
+        s = netem.slot
+        slot: dict[str, float] = {"packets": s.max_packets or 0, "bytes": s.max_bytes or 0}
+        if s.distribution is None:
+            slot |= {"min-delay": s.min_delay_ms / 1e3, "max-delay": s.max_delay_ms / 1e3}
+        else:
+            assert s.delay_ms is not None and s.jitter_ms is not None
+            slot |= {"distribution": s.delay_ms / 1e3, "jitter": s.jitter_ms / 1e3}
+        exp["slot"] = slot
+    if netem.seed is not None:
+        exp["seed"] = netem.seed
+    return exp
+
+
+def _close(key: str, section: str, want: float, got: float) -> bool:
+    if key in _TIME_FIELDS:
+        return abs(got - want) <= TIME_ABS_S + TIME_REL * abs(want)
+    if section in _PCT_SECTIONS or key == "correlation":
+        return abs(got - want) <= PCT_ABS + PCT_REL * abs(want)
+    if section == "rate" and key == "rate":
+        return abs(got - want) <= 1  # whole bytes per second
+    return got == want
+
+
+def compare_netem_options(expected: Mapping[str, Any], got: Mapping[str, Any]) -> list[str]:
+    """Differences between :func:`expected_netem_options` and a ``tc -j`` netem ``options``
+    object, as readable lines ([] when they agree). A section tc leaves out counts as zeros."""
+    problems: list[str] = []
+    for key in ("limit", "ecn"):
+        if got.get(key) != expected.get(key):
+            problems.append(f"{key}: asked {expected.get(key)!r}, kernel has {got.get(key)!r}")
+    if "gap" in expected and got.get("gap") != expected["gap"] and not (expected["gap"] == 1 and got.get("gap") == 0):
+        problems.append(f"gap: asked {expected['gap']}, kernel has {got.get('gap')!r}")
+    if "seed" in expected and got.get("seed") != expected["seed"]:
+        problems.append(f"seed: asked {expected['seed']}, kernel has {got.get('seed')!r}")
+    sections = sorted((set(_ZERO_SECTIONS) | {"slot"}) & (set(expected) | set(got)))
+    for section in sections:
+        want_sec = expected.get(section)
+        got_sec = got.get(section)
+        if want_sec is None and section == "slot":
+            if got_sec:
+                problems.append(f"slot: not asked, kernel has {got_sec}")
+            continue
+        if want_sec is None:
+            want_sec = _ZERO_SECTIONS[section]
+        if not isinstance(got_sec, Mapping):
+            got_sec = _ZERO_SECTIONS.get(section, {})
+        for key, want in want_sec.items():
+            value = got_sec.get(key, 0)
+            if not isinstance(value, int | float) or not _close(key, section, float(want), float(value)):
+                problems.append(f"{section}.{key}: asked {want:g}, kernel has {value!r}")
+    return problems
+
+
+def _loads(text: str) -> Any:
+    """json.loads keeping tc's repeated ``"match"`` keys (u32 filters) as a list."""
+    def hook(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for key, value in pairs:
+            if key == "match":
+                out.setdefault("match", []).append(value)
+            else:
+                out[key] = value
+        return out
+    return json.loads(text or "[]", object_pairs_hook=hook)
+
+
+def _major(handle: str | None) -> int | None:
+    """``"10:"`` -> 0x10; None for a missing or zero handle."""
+    if not handle:
+        return None
+    try:
+        value = int(handle.split(":", 1)[0] or "0", 16)
+    except ValueError:
+        return None
+    return value or None
+
+
+def _counters(q: Mapping[str, Any] | None) -> dict[str, Any] | None:
+    if q is None:
+        return None
+    return {
+        "sent_packets": int(q.get("packets", 0)),
+        "sent_bytes": int(q.get("bytes", 0)),
+        "drops": int(q.get("drops", 0)),
+        "overlimits": int(q.get("overlimits", 0)),
+        "requeues": int(q.get("requeues", 0)),
+        "backlog_bytes": int(q.get("backlog", 0)),
+        "backlog_packets": int(q.get("qlen", 0)),
+    }
+
+
+# ---------------------------------------------------------------------------------------------
+# the backend
+
+
+def find_interfaces(nets: Mapping[str, str | None], addresses: list[dict[str, Any]]) -> dict[str, str]:
+    """``{"client": IF, "server": IF}`` from ``ip -j addr show`` output: the interface holding an
+    address in each side's subnets (``{"client4": ..., "client6": ..., "server4": ..., ...}``)."""
+    found: dict[str, str] = {}
+    for side in ("client", "server"):
+        names: set[str] = set()
+        for net_s in (nets.get(f"{side}4"), nets.get(f"{side}6")):
+            if not net_s:
+                continue
+            net = ipaddress.ip_network(net_s, strict=False)
+            for link in addresses:
+                for a in link.get("addr_info", []):
+                    try:
+                        addr = ipaddress.ip_address(a.get("local", ""))
+                    except ValueError:
+                        continue
+                    if addr.version == net.version and addr in net:
+                        names.add(link["ifname"])
+        wanted = ", ".join(n for n in (nets.get(f"{side}4"), nets.get(f"{side}6")) if n)
+        if not names:
+            raise KernelBackendError(f"no interface has an address in the {side} subnet ({wanted})")
+        if len(names) > 1:
+            raise KernelBackendError(f"several interfaces have addresses in the {side} subnet ({wanted}): "
+                                     f"{', '.join(sorted(names))}")
+        found[side] = names.pop()
+    if found["client"] == found["server"]:
+        raise KernelBackendError(f"the client and server subnets are both on {found['client']}: "
+                                 "the router needs one interface per side")
+    return found
+
+
+class KernelBackend:
+    """Impairments per direction with the kernel's netem qdisc (see the module docstring).
+
+    ``runner`` runs each command (argument list) and is there for tests; ``offloads_off``
+    turns GRO/GSO/TSO off on both interfaces (ethtool -K) so netem sees wire-sized packets.
+    """
+
+    def __init__(
+        self,
+        client_net4: str,
+        server_net4: str,
+        client_net6: str | None = None,
+        server_net6: str | None = None,
+        *,
+        runner: Runner | None = None,
+        offloads_off: bool = True,
+    ) -> None:
+        self._run_cmd = runner or run_command
+        self.nets = {"client4": client_net4, "server4": server_net4, "client6": client_net6, "server6": server_net6}
+        ifs = find_interfaces(self.nets, _loads(self._tc_out(["ip", "-j", "addr", "show"])))
+        self.client_if = ifs["client"]
+        self.server_if = ifs["server"]
+        self.offloads: dict[str, str] = {}
+        if offloads_off:
+            for dev in (self.client_if, self.server_if):
+                self.offloads[dev] = self._offloads_off(dev)
+        self._active: dict[str, dict[str, Any]] = {}
+        self._closed = False
+
+    # -- helpers ----------------------------------------------------------------------------------
+
+    def _run(self, argv: Sequence[str]) -> subprocess.CompletedProcess[str]:
+        try:
+            return self._run_cmd(argv)
+        except FileNotFoundError as exc:
+            raise KernelBackendError(f"{argv[0]}: not installed") from exc
+        except subprocess.TimeoutExpired as exc:
+            raise KernelBackendError(f"{' '.join(argv)}: no answer in {exc.timeout}s") from exc
+
+    def _tc_out(self, argv: Sequence[str]) -> str:
+        r = self._run(argv)
+        if r.returncode != 0:
+            message = " ".join(r.stderr.split("Usage:", 1)[0].split())  # not tc's whole usage text
+            raise KernelBackendError(f"`{' '.join(argv)}` failed (exit {r.returncode}): {message or 'no message'}")
+        return r.stdout
+
+    def _offloads_off(self, dev: str) -> str:
+        try:
+            r = self._run_cmd(["ethtool", "-K", dev, "gro", "off", "gso", "off", "tso", "off"])
+        except FileNotFoundError:
+            return "ethtool not installed"
+        except (OSError, subprocess.SubprocessError) as exc:
+            return f"ethtool failed: {exc}"
+        return "ok" if r.returncode == 0 else (" ".join(r.stderr.split()) or f"exit {r.returncode}")
+
+    @staticmethod
+    def _check_direction(direction: str) -> None:
+        if direction not in DIRECTIONS:
+            raise ValueError(f"direction: must be one of {', '.join(DIRECTIONS)}, got {direction!r}")
+
+    def interface(self, direction: str) -> str:
+        """The egress interface of ``direction``."""
+        self._check_direction(direction)
+        return self.server_if if direction == "to-server" else self.client_if
+
+    def qdiscs(self, dev: str, *, stats: bool = False) -> list[dict[str, Any]]:
+        """``tc -j [-s] qdisc show dev DEV``, parsed."""
+        argv = ["tc", "-j", *(["-s"] if stats else []), "qdisc", "show", "dev", dev]
+        result: list[dict[str, Any]] = _loads(self._tc_out(argv))
+        return result
+
+    @staticmethod
+    def _root(qdiscs: list[dict[str, Any]]) -> dict[str, Any] | None:
+        return next((q for q in qdiscs if q.get("root")), None)
+
+    # -- apply / clear ----------------------------------------------------------------------------
+
+    def apply(self, direction: str, spec: Mapping[str, Any], match: Mapping[str, Any] | None = None) -> dict[str, Any]:
+        """Impair ``direction`` with ``spec`` (netem dict form), only for packets matching ``match``
+        (None: all). Replaces whatever was there; counters restart. Raises ``NetemError``
+        (a ValueError) for a bad spec, ``ValueError`` for a bad match or direction,
+        :class:`KernelBackendError` when tc fails and :class:`ReadbackMismatch` when the kernel
+        does not show what was asked. Returns the interface, tc arguments and read-back."""
+        self._check_direction(direction)
+        if self._closed:
+            raise KernelBackendError("backend is closed")
+        netem = from_dict(dict(spec))
+        m = normalize_match(match)
+        dev = self.interface(direction)
+        if netem.is_pristine:
+            self.clear(direction)
+            return {"interface": dev, "queued": False, "tc_args": [], "match": m, "readback": None}
+        args = to_tc_args(netem)
+        current = _major((self._root(self.qdiscs(dev)) or {}).get("handle"))
+        commands: list[list[str]]
+        if m is None:
+            root = PLAIN_HANDLES[1] if current == PLAIN_HANDLES[0] else PLAIN_HANDLES[0]
+            commands = [["tc", "qdisc", "replace", "dev", dev, "root", "handle", f"{root:x}:", "netem", *args]]
+        else:
+            root = PRIO_HANDLES[1] if current == PRIO_HANDLES[0] else PRIO_HANDLES[0]
+            commands = [
+                ["tc", "qdisc", "replace", "dev", dev, "root", "handle", f"{root:x}:", "prio", "bands", "3",
+                 "priomap", *PRISTINE_PRIOMAP],
+                ["tc", "qdisc", "replace", "dev", dev, "parent", f"{root:x}:{NETEM_BAND:x}", "handle",
+                 f"{NETEM_CHILD[root]:x}:", "netem", *args],
+                *filter_commands(dev, root, m),
+            ]
+        self._active.pop(direction, None)
+        try:
+            try:
+                self._tc_out(commands[0])
+            except KernelBackendError as exc:
+                if DUPLICATE_CONFLICT not in str(exc):
+                    raise
+                # Linux (6.1.y stable and later) refuses a netem beside a duplicating one in the
+                # same tree, and the old tree is still there while the new root is built: remove
+                # it first (a moment without impairment), then build the new one.
+                self._delete_root(dev)
+                self._tc_out(commands[0])
+            for argv in commands[1:]:
+                self._tc_out(argv)
+            readback = self._verify(dev, netem, root, m)
+        except KernelBackendError as exc:
+            try:
+                self._delete_root(dev)  # never leave half a configuration behind
+            except KernelBackendError:
+                pass  # report the first error
+            if netem.seed is not None and "seed" in str(exc):
+                raise KernelBackendError(f"{exc} (netem's seed needs Linux and iproute2 6.3 or later)") from exc
+            raise
+        self._active[direction] = {"spec": netem.to_dict(), "match": m}
+        return {"interface": dev, "queued": True, "tc_args": args, "match": m, "readback": readback}
+
+    def _verify(self, dev: str, netem: Netem, root: int, match: Mapping[str, Any] | None) -> dict[str, Any]:
+        qdiscs = self.qdiscs(dev)
+        root_q = self._root(qdiscs)
+        if root_q is None or _major(root_q.get("handle")) != root:
+            raise ReadbackMismatch(f"{dev}: root qdisc is {root_q!r}, expected handle {root:x}:")
+        if match is None:
+            netem_q = root_q
+        else:
+            opts = root_q.get("options", {})
+            if root_q.get("kind") != "prio" or opts.get("bands") != 3 or \
+                    [str(p) for p in opts.get("priomap", [])] != PRISTINE_PRIOMAP:
+                raise ReadbackMismatch(f"{dev}: root is not the expected prio (bands 3, all to band 2): {root_q}")
+            parent = f"{root:x}:{NETEM_BAND:x}"
+            child = next((q for q in qdiscs if q.get("parent") == parent), None)
+            if child is None:
+                raise ReadbackMismatch(f"{dev}: no qdisc under {parent}")
+            netem_q = child
+        if netem_q.get("kind") != "netem":
+            raise ReadbackMismatch(f"{dev}: expected netem, found {netem_q.get('kind')!r}: {netem_q}")
+        options = netem_q.get("options", {})
+        problems = compare_netem_options(expected_netem_options(netem), options)
+        if match is not None:
+            problems += self._verify_filters(dev, root, match)
+        if problems:
+            raise ReadbackMismatch(f"{dev}: tc shows something else than what was applied: " + "; ".join(problems))
+        return dict(options)
+
+    def _verify_filters(self, dev: str, root: int, match: Mapping[str, Any]) -> list[str]:
+        raw = _loads(self._tc_out(["tc", "-j", "filter", "show", "dev", dev, "parent", f"{root:x}:"]))
+        flowid = f"{root:x}:{NETEM_BAND:x}"
+        have = sorted(
+            (f.get("protocol", ""), tuple(sorted((int(k["off"]), int(k["value"], 16), int(k["mask"], 16))
+                                                 for k in f.get("options", {}).get("match", []))))
+            for f in raw if f.get("options", {}).get("flowid") == flowid
+        )
+        want = sorted((family, tuple(sorted((k.off, k.value, k.mask) for k in keys)))
+                      for family, _tokens, keys in _filter_specs(match))
+        if have != want:
+            return [f"filters to {flowid}: asked {want}, kernel has {have}"]
+        return []
+
+    def _delete_root(self, dev: str) -> None:
+        root_q = self._root(self.qdiscs(dev))
+        if root_q is None or _major(root_q.get("handle")) is None:
+            return  # the default qdisc: nothing of ours
+        if root_q.get("kind") in ("netem", "prio") or _major(root_q.get("handle")) in (*PLAIN_HANDLES, *PRIO_HANDLES):
+            r = self._run(["tc", "qdisc", "del", "dev", dev, "root"])
+            if r.returncode != 0 and "No such file" not in r.stderr and "handle of zero" not in r.stderr:
+                raise KernelBackendError(f"tc qdisc del dev {dev} root failed: {' '.join(r.stderr.split())}")
+
+    def clear(self, direction: str) -> None:
+        """Remove the direction's impairment: its interface gets the kernel's default qdisc back.
+        Idempotent."""
+        self._check_direction(direction)
+        dev = self.interface(direction)
+        self._active.pop(direction, None)
+        self._delete_root(dev)
+        left = [q for q in self.qdiscs(dev) if q.get("kind") in ("netem", "prio")]
+        if left:
+            raise KernelBackendError(f"{dev}: still has {left} after clearing")
+
+    # -- stats / close ----------------------------------------------------------------------------
+
+    def stats(self) -> dict[str, Any]:
+        """Per direction: the netem qdisc's counters (``tc -j -s qdisc show``) and the root's."""
+        out: dict[str, Any] = {
+            "backend": "kernel",
+            "interfaces": {"client": self.client_if, "server": self.server_if},
+            "offloads": dict(self.offloads),
+            "directions": {},
+        }
+        for direction in DIRECTIONS:
+            dev = self.interface(direction)
+            qdiscs = self.qdiscs(dev, stats=True)
+            root_q = self._root(qdiscs)
+            netem_q = next((q for q in qdiscs if q.get("kind") == "netem"), None)
+            active = self._active.get(direction)
+            counters = _counters(netem_q)
+            root_counters = _counters(root_q)
+            if root_q is not None and root_counters is not None:
+                root_counters["kind"] = root_q.get("kind")
+            out["directions"][direction] = {
+                "interface": dev,
+                "active": netem_q is not None,
+                "spec": active["spec"] if active else None,
+                "match": active["match"] if active else None,
+                "qdisc": None if netem_q is None else f"netem {netem_q.get('handle')} parent "
+                                                      f"{netem_q.get('parent', 'root')}",
+                "passed": counters["sent_packets"] if counters else 0,
+                "dropped": counters["drops"] if counters else 0,
+                "netem": counters,
+                "root": root_counters,
+            }
+        return out
+
+    def close(self) -> None:
+        """Clear both directions. Idempotent."""
+        if self._closed:
+            return
+        self._closed = True
+        errors = []
+        for direction in DIRECTIONS:
+            try:
+                self.clear(direction)
+            except KernelBackendError as exc:
+                errors.append(str(exc))
+        if errors:
+            raise KernelBackendError("; ".join(errors))
+
+    def __enter__(self) -> KernelBackend:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

@@ -1,0 +1,817 @@
+"""A netem-compatible impairment engine for one direction (one NFQUEUE queue).
+
+The engine is pure: it is fed packets (id, bytes, length, arrival time in ns) and decides
+per packet what netem's ``netem_enqueue`` / ``netem_dequeue`` would do (linux
+``net/sched/sch_netem.c``, v6.x).  It never touches a socket: verdicts to issue now go
+to ``Engine.out`` as ``(packet_id, verdict, payload_or_None)``; duplicate copies to put on
+the wire now go to ``Engine.inject``; held packets wait in a shared ``HeldQueue`` that the
+caller drains with ``Engine.release(now_ns)``.
+
+Semantics follow netem (differences are listed in docs/engine.md):
+
+* probabilities are u32 thresholds ``round(pct/100 * 0xffffffff)`` compared with 32-bit
+  random numbers, as tc/netem do; correlation uses netem's ``get_crandom``;
+* loss models: ``random`` (``q->loss >= get_crandom``), ``state`` (``loss_4state``),
+  ``gemodel`` (``loss_gilb_ell``), copied transition by transition;
+* duplicate: a copy goes through the loss/corrupt/reorder/delay decisions again (netem
+  re-enqueues the clone at the root qdisc) but is never duplicated itself;
+* corrupt: one random bit of one random byte after the IP header is flipped (netem flips
+  any byte of the frame; we keep the IP header intact so a corrupted packet can never be
+  routed somewhere else);
+* delay/jitter: ``tabledist``; uniform exactly as netem (``rnd % 2σ + µ - σ``), the table
+  distributions (normal, pareto, paretonormal) evaluated analytically from iproute2's
+  table generators, including their ±4σ clamp (NETEM_DIST_SCALE, s16 tables);
+* reorder/gap: with gap g and reorder P, after every g-1 delayed packets the next one is
+  sent immediately with probability P (``q->counter < q->gap - 1``);
+* rate: serialization per packet (``packet_time_ns``) chained after the last held packet;
+  packet length = IP length + 14 bytes of Ethernet header, like a netem qdisc on an
+  Ethernet device sees it;
+* slot: dequeue only at slot openings, at most max_packets/max_bytes per slot;
+* limit: a packet that would make more than ``limit_packets`` held packets is dropped;
+* ecn: a loss on an ECT packet becomes a CE mark instead of a drop;
+* partition: every packet is dropped (no netem equivalent; same as 100% loss without
+  touching the random stream).
+
+Reproducibility guarantee: all randomness comes from one ``random.Random(seed)``.  The
+per-packet decisions (duplicate, loss, corrupt position, reorder, delay value) are a
+function of the seed and the sequence of packets in arrival order (their lengths, ECN
+bits); every packet consumes the same draws whatever happens to it later, so a
+timing-dependent drop (limit) does not shift the decisions of later packets.  What depends
+on arrival *times* is not reproducible: rate serialization (``time_to_send`` chains from the
+last held packet), limit drops (how many packets are held), and slot openings (drawn from a
+second stream seeded from the first, so they do not disturb the per-packet stream).
+"""
+
+from __future__ import annotations
+
+import heapq
+import math
+import os
+import random
+from collections.abc import Mapping
+from dataclasses import dataclass
+from statistics import NormalDist
+from typing import Any
+
+from .stats import DirectionStats
+
+NF_DROP = 0
+NF_ACCEPT = 1
+
+U32_MAX = 0xFFFFFFFF
+#: Link-layer header a netem qdisc on an Ethernet device counts in the packet length.
+L2_HEADER_BYTES = 14
+#: iproute2's distribution tables hold s16 values in units of sigma/NETEM_DIST_SCALE.
+NETEM_DIST_SCALE = 8192
+DIST_MAX = 32767 / NETEM_DIST_SCALE
+DIST_MIN = -32768 / NETEM_DIST_SCALE
+DISTRIBUTIONS = ("uniform", "normal", "pareto", "paretonormal")
+DEFAULT_LIMIT = 1000
+
+_NORMAL = NormalDist()
+
+
+def pct_to_u32(pct: float) -> int:
+    """A percentage 0..100 as netem's u32 probability (iproute2 ``get_percent``)."""
+    return int(round(pct / 100.0 * U32_MAX))
+
+
+# --------------------------------------------------------------------------------------
+# Spec validation
+# --------------------------------------------------------------------------------------
+def _num(
+    d: Mapping[str, Any],
+    key: str,
+    where: str,
+    *,
+    default: float | None = None,
+    lo: float | None = 0.0,
+    hi: float | None = None,
+) -> float:
+    name = f"{where}.{key}" if where else key
+    v = d.get(key, default)
+    if v is None:
+        if default is None:
+            raise ValueError(f"{name}: required")
+        v = default
+    if isinstance(v, bool) or not isinstance(v, (int, float)) or math.isnan(v) or math.isinf(v):
+        raise ValueError(f"{name}: must be a finite number, got {v!r}")
+    if lo is not None and v < lo:
+        raise ValueError(f"{name}: must be >= {lo}, got {v}")
+    if hi is not None and v > hi:
+        raise ValueError(f"{name}: must be <= {hi}, got {v}")
+    return float(v)
+
+
+def _int(
+    d: Mapping[str, Any],
+    key: str,
+    where: str,
+    *,
+    default: int | None = None,
+    lo: int | None = 0,
+    hi: int | None = None,
+) -> int:
+    name = f"{where}.{key}" if where else key
+    v = d.get(key, default)
+    if v is None:
+        if default is None:
+            raise ValueError(f"{name}: required")
+        v = default
+    if isinstance(v, bool) or not isinstance(v, int):
+        if isinstance(v, float) and v.is_integer():
+            v = int(v)
+        else:
+            raise ValueError(f"{name}: must be an integer, got {v!r}")
+    if lo is not None and v < lo:
+        raise ValueError(f"{name}: must be >= {lo}, got {v}")
+    if hi is not None and v > hi:
+        raise ValueError(f"{name}: must be <= {hi}, got {v}")
+    return int(v)
+
+
+def _pct(d: Mapping[str, Any], key: str, where: str, default: float | None = None) -> float:
+    return _num(d, key, where, default=default, lo=0.0, hi=100.0)
+
+
+def _section(spec: Mapping[str, Any], key: str, allowed: tuple[str, ...]) -> Mapping[str, Any] | None:
+    v = spec.get(key)
+    if v is None:
+        return None
+    if not isinstance(v, Mapping):
+        raise ValueError(f"{key}: must be an object or null, got {type(v).__name__}")
+    for k in v:
+        if k not in allowed:
+            raise ValueError(f"{key}.{k}: unknown key (expected one of {', '.join(allowed)})")
+    return v
+
+
+def _dist(v: Any, name: str) -> str | None:
+    if v is None:
+        return None
+    if v not in DISTRIBUTIONS:
+        raise ValueError(f"{name}: must be one of {', '.join(DISTRIBUTIONS)} or null, got {v!r}")
+    return None if v == "uniform" else str(v)
+
+
+TOP_KEYS = (
+    "delay",
+    "loss",
+    "duplicate",
+    "corrupt",
+    "reorder",
+    "rate",
+    "slot",
+    "limit_packets",
+    "ecn",
+    "partition",
+    "seed",
+)
+
+
+@dataclass(frozen=True)
+class EngineConfig:
+    """A validated impairment; times in ns, probabilities as u32 thresholds."""
+
+    latency_ns: int = 0
+    jitter_ns: int = 0
+    delay_corr: int = 0
+    dist: str | None = None  # None = uniform
+    loss_model: str | None = None  # None, "random", "state", "gemodel"
+    loss: int = 0
+    loss_corr: int = 0
+    clg: tuple[int, int, int, int, int] = (0, 0, 0, 0, 0)  # netem's a1..a5
+    duplicate: int = 0
+    dup_corr: int = 0
+    corrupt: int = 0
+    corrupt_corr: int = 0
+    reorder: int = 0
+    reorder_corr: int = 0
+    gap: int = 0
+    rate_bytes_per_s: int = 0
+    packet_overhead: int = 0
+    cell_size: int = 0
+    cell_overhead: int = 0
+    slot_min_ns: int = 0
+    slot_max_ns: int = 0
+    slot_dist: str | None = None
+    slot_dist_delay_ns: int = 0
+    slot_dist_jitter_ns: int = 0
+    slot_max_packets: int = 0
+    slot_max_bytes: int = 0
+    slot_with_dist: bool = False
+    limit: int = DEFAULT_LIMIT
+    ecn: bool = False
+    partition: bool = False
+    seed: int | None = None
+
+    @property
+    def slot_enabled(self) -> bool:
+        """netem: a slot is active if min, max or jitter of the slot is non-zero."""
+        return bool(self.slot_min_ns or self.slot_max_ns or self.slot_dist_jitter_ns)
+
+    @property
+    def is_noop(self) -> bool:
+        """True when no packet would be changed, dropped or held (limit/ecn/seed alone)."""
+        return not (
+            self.latency_ns
+            or self.jitter_ns
+            or self.loss_model
+            or self.duplicate
+            or self.corrupt
+            or (self.reorder and self.gap)
+            or self.rate_bytes_per_s
+            or self.slot_enabled
+            or self.partition
+        )
+
+    @property
+    def needs_payload(self) -> bool:
+        """Whether whole packets must be copied to userspace (mangle or re-inject)."""
+        return bool(self.duplicate or self.corrupt or self.ecn)
+
+    @classmethod
+    def from_dict(cls, spec: Mapping[str, Any]) -> EngineConfig:
+        """Validate the impairment dict (see docs/engine.md); ValueError names the bad key."""
+        if not isinstance(spec, Mapping):
+            raise ValueError(f"spec: must be an object, got {type(spec).__name__}")
+        for k in spec:
+            if k not in TOP_KEYS:
+                raise ValueError(f"{k}: unknown key")
+        kw: dict[str, Any] = {}
+        d = _section(spec, "delay", ("delay_ms", "jitter_ms", "correlation_pct", "distribution"))
+        if d is not None:
+            kw["latency_ns"] = int(round(_num(d, "delay_ms", "delay") * 1e6))
+            kw["jitter_ns"] = int(round(_num(d, "jitter_ms", "delay", default=0.0) * 1e6))
+            if kw["jitter_ns"] > 0x7FFFFFFF:
+                raise ValueError("delay.jitter_ms: must be <= 2147.483647 (netem caps jitter to s32 ns)")
+            kw["delay_corr"] = pct_to_u32(_pct(d, "correlation_pct", "delay", 0.0))
+            kw["dist"] = _dist(d.get("distribution"), "delay.distribution")
+        d = _section(
+            spec,
+            "loss",
+            (
+                "model",
+                "pct",
+                "correlation_pct",
+                "p13_pct",
+                "p31_pct",
+                "p32_pct",
+                "p23_pct",
+                "p14_pct",
+                "p_pct",
+                "r_pct",
+                "one_minus_h_pct",
+                "one_minus_k_pct",
+            ),
+        )
+        if d is not None:
+            model = d.get("model", "random")
+            if model == "random":
+                kw["loss"] = pct_to_u32(_pct(d, "pct", "loss"))
+                kw["loss_corr"] = pct_to_u32(_pct(d, "correlation_pct", "loss", 0.0))
+                if kw["loss"]:
+                    kw["loss_model"] = "random"
+            elif model == "state":
+                p13 = _pct(d, "p13_pct", "loss")
+                p31 = _pct(d, "p31_pct", "loss")
+                p32 = _pct(d, "p32_pct", "loss", 0.0)
+                p23 = _pct(d, "p23_pct", "loss", 100.0)
+                p14 = _pct(d, "p14_pct", "loss", 0.0)
+                if p13 + p14 > 100.0:
+                    raise ValueError("loss.p13_pct: p13 + p14 must be <= 100")
+                if p31 + p32 > 100.0:
+                    raise ValueError("loss.p31_pct: p31 + p32 must be <= 100")
+                kw["loss_model"] = "state"
+                # netem a1..a5 = p13, p31, p32, p14, p23
+                kw["clg"] = (
+                    pct_to_u32(p13),
+                    pct_to_u32(p31),
+                    pct_to_u32(p32),
+                    pct_to_u32(p14),
+                    pct_to_u32(p23),
+                )
+            elif model == "gemodel":
+                p = _pct(d, "p_pct", "loss")
+                r = _pct(d, "r_pct", "loss", 100.0)
+                one_minus_h = _pct(d, "one_minus_h_pct", "loss", 100.0)
+                one_minus_k = _pct(d, "one_minus_k_pct", "loss", 0.0)
+                kw["loss_model"] = "gemodel"
+                # tc passes h = 0xffffffff - (1-h) to the kernel; a4 is 1-k as given.
+                kw["clg"] = (
+                    pct_to_u32(p),
+                    pct_to_u32(r),
+                    U32_MAX - pct_to_u32(one_minus_h),
+                    pct_to_u32(one_minus_k),
+                    0,
+                )
+            else:
+                raise ValueError(f"loss.model: must be random, state or gemodel, got {model!r}")
+        d = _section(spec, "duplicate", ("pct", "correlation_pct"))
+        if d is not None:
+            kw["duplicate"] = pct_to_u32(_pct(d, "pct", "duplicate"))
+            kw["dup_corr"] = pct_to_u32(_pct(d, "correlation_pct", "duplicate", 0.0))
+        d = _section(spec, "corrupt", ("pct", "correlation_pct"))
+        if d is not None:
+            kw["corrupt"] = pct_to_u32(_pct(d, "pct", "corrupt"))
+            kw["corrupt_corr"] = pct_to_u32(_pct(d, "correlation_pct", "corrupt", 0.0))
+        d = _section(spec, "reorder", ("pct", "correlation_pct", "gap"))
+        if d is not None:
+            kw["reorder"] = pct_to_u32(_pct(d, "pct", "reorder"))
+            kw["reorder_corr"] = pct_to_u32(_pct(d, "correlation_pct", "reorder", 0.0))
+            gap = _int(d, "gap", "reorder", default=0)
+            # tc: "reorder P" without gap means gap 1 (every packet is a candidate).
+            kw["gap"] = gap if gap > 0 else (1 if kw["reorder"] else 0)
+        d = _section(
+            spec, "rate", ("bits_per_s", "packet_overhead_bytes", "cell_size_bytes", "cell_overhead_bytes")
+        )
+        if d is not None:
+            bits = _int(d, "bits_per_s", "rate", lo=0)
+            if 0 < bits < 8:
+                raise ValueError("rate.bits_per_s: must be 0 or >= 8")
+            kw["rate_bytes_per_s"] = bits // 8  # tc converts bit/s to the kernel's byte/s
+            kw["packet_overhead"] = _int(d, "packet_overhead_bytes", "rate", default=0, lo=-0x7FFFFFFF)
+            kw["cell_size"] = _int(d, "cell_size_bytes", "rate", default=0, lo=0)
+            kw["cell_overhead"] = _int(d, "cell_overhead_bytes", "rate", default=0, lo=-0x7FFFFFFF)
+        d = _section(
+            spec,
+            "slot",
+            (
+                "min_delay_ms",
+                "max_delay_ms",
+                "distribution",
+                "delay_ms",
+                "jitter_ms",
+                "max_packets",
+                "max_bytes",
+            ),
+        )
+        if d is not None:
+            sdist = d.get("distribution")
+            if sdist is not None:
+                if sdist not in DISTRIBUTIONS:
+                    raise ValueError(f"slot.distribution: must be one of {', '.join(DISTRIBUTIONS)} or null")
+                kw["slot_with_dist"] = True
+                kw["slot_dist"] = None if sdist == "uniform" else sdist
+                kw["slot_dist_delay_ns"] = int(round(_num(d, "delay_ms", "slot") * 1e6))
+                kw["slot_dist_jitter_ns"] = min(0x7FFFFFFF, int(round(_num(d, "jitter_ms", "slot") * 1e6)))
+            else:
+                mn = _num(d, "min_delay_ms", "slot")
+                mx = _num(d, "max_delay_ms", "slot", default=mn)
+                if mx < mn:
+                    raise ValueError("slot.max_delay_ms: must be >= slot.min_delay_ms")
+                kw["slot_min_ns"] = int(round(mn * 1e6))
+                kw["slot_max_ns"] = int(round(mx * 1e6))
+            kw["slot_max_packets"] = _int(d, "max_packets", "slot", default=0)
+            kw["slot_max_bytes"] = _int(d, "max_bytes", "slot", default=0)
+        kw["limit"] = _int(spec, "limit_packets", "", default=DEFAULT_LIMIT, lo=0)
+        for key in ("ecn", "partition"):
+            v = spec.get(key, False)
+            if v is None:
+                v = False
+            if not isinstance(v, bool):
+                raise ValueError(f"{key}: must be true or false, got {v!r}")
+            kw[key] = v
+        seed = spec.get("seed")
+        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
+            raise ValueError(f"seed: must be an integer or null, got {seed!r}")
+        kw["seed"] = seed
+        return cls(**kw)
+
+
+# --------------------------------------------------------------------------------------
+# Random sources
+# --------------------------------------------------------------------------------------
+class CRandom:
+    """netem's correlated random generator (``get_crandom``) over a shared u32 source.
+
+    ``rho`` is the correlation as a u32 (0 = independent draws).
+    """
+
+    __slots__ = ("rho", "last", "_bits")
+
+    def __init__(self, rho: int, rng: random.Random) -> None:
+        self.rho = rho
+        self._bits = rng.getrandbits
+        self.last = rng.getrandbits(32)  # netem: init_crandom seeds 'last' at random
+
+    def next(self) -> int:
+        value = self._bits(32)
+        if self.rho == 0:
+            return value
+        rho = self.rho + 1
+        answer = (value * ((1 << 32) - rho) + self.last * rho) >> 32
+        self.last = answer
+        return answer
+
+
+def dist_value(dist: str | None, rnd: int) -> float:
+    """The standardized value (units of sigma) of netem's table ``dist`` at u32 ``rnd``.
+
+    Analytic versions of iproute2's netem/{normal,pareto,paretonormal}.c: the table is the
+    inverse CDF sampled uniformly, values clamped to the s16 range (±4 sigma).
+    """
+    u = (rnd + 0.5) / 4294967296.0
+    if dist == "normal":
+        z = _NORMAL.inv_cdf(u)
+    elif dist == "pareto":
+        z = min(DIST_MAX, ((1.0 - u) ** (-1.0 / 3.0) - 1.5) * (4.0 / 3.0))
+    elif dist == "paretonormal":
+        par = min(DIST_MAX, ((1.0 - u) ** (-1.0 / 3.0) - 1.5) * (4.0 / 3.0))
+        z = (_NORMAL.inv_cdf(u) + 3.0 * par) / 4.0
+    else:
+        raise ValueError(f"unknown distribution {dist!r}")
+    return max(DIST_MIN, min(DIST_MAX, z))
+
+
+def tabledist(mu: int, sigma: int, state: CRandom | None, rng: random.Random, dist: str | None) -> int:
+    """netem ``tabledist``: a delay in ns with mean ``mu`` and spread ``sigma`` (ns)."""
+    if sigma == 0:
+        return mu
+    rnd = state.next() if state is not None else rng.getrandbits(32)
+    if dist is None:
+        return (rnd % (2 * sigma)) + mu - sigma
+    return mu + int(round(sigma * dist_value(dist, rnd)))
+
+
+# --------------------------------------------------------------------------------------
+# Held packets
+# --------------------------------------------------------------------------------------
+class HeldQueue:
+    """Packets waiting for their time to send: a heap on (time_to_send_ns, arrival seq).
+
+    Entries are ``[tts_ns, seq, packet_id, payload, length]``; packet_id -1 is a duplicate
+    copy (payload = the bytes to inject).  Equal times leave in arrival order, like netem's
+    tfifo.  Shared across engine replacements so a runtime change keeps held packets.
+    """
+
+    __slots__ = ("heap", "seq", "last_tts")
+
+    def __init__(self) -> None:
+        self.heap: list[list[Any]] = []
+        self.seq = 0
+        # Largest time_to_send among held packets (the tail of netem's tfifo), or None.
+        self.last_tts: int | None = None
+
+    def __len__(self) -> int:
+        return len(self.heap)
+
+    def push(self, tts: int, packet_id: int, payload: bytes | bytearray | None, length: int) -> None:
+        self.seq += 1
+        heapq.heappush(self.heap, [tts, self.seq, packet_id, payload, length])
+        if self.last_tts is None or tts > self.last_tts:
+            self.last_tts = tts
+
+    def pop(self) -> list[Any]:
+        item = heapq.heappop(self.heap)
+        if not self.heap:
+            self.last_tts = None
+        return item
+
+
+# --------------------------------------------------------------------------------------
+# IP helpers
+# --------------------------------------------------------------------------------------
+def ip_header_len(data: bytes | bytearray | memoryview) -> int:
+    """Length in bytes of the IP header (IPv4 IHL, or IPv6's fixed 40)."""
+    if not data:
+        return 0
+    if data[0] >> 4 == 4:
+        return (data[0] & 0x0F) * 4
+    return 40
+
+
+def _ipv4_checksum(hdr: bytearray) -> int:
+    s = 0
+    for i in range(0, len(hdr), 2):
+        s += (hdr[i] << 8) | hdr[i + 1]
+    while s >> 16:
+        s = (s & 0xFFFF) + (s >> 16)
+    return ~s & 0xFFFF
+
+
+def ecn_set_ce(data: bytes | bytearray | memoryview) -> bytearray | None:
+    """A copy of the IP packet with ECN set to CE, or None if it is not ECN-capable.
+
+    Like the kernel's INET_ECN_set_ce: Not-ECT cannot be marked; ECT(0)/ECT(1) become CE;
+    CE stays CE.  Fixes the IPv4 header checksum.
+    """
+    if len(data) < 20:
+        return None
+    version = data[0] >> 4
+    if version == 4:
+        if data[1] & 0x03 == 0:
+            return None
+        buf = bytearray(data)
+        buf[1] |= 0x03
+        ihl = (buf[0] & 0x0F) * 4
+        buf[10] = buf[11] = 0
+        csum = _ipv4_checksum(buf[:ihl])
+        buf[10] = csum >> 8
+        buf[11] = csum & 0xFF
+        return buf
+    if version == 6 and len(data) >= 40:
+        if (data[1] >> 4) & 0x03 == 0:
+            return None
+        buf = bytearray(data)
+        buf[1] |= 0x30
+        return buf
+    return None
+
+
+# --------------------------------------------------------------------------------------
+# The engine
+# --------------------------------------------------------------------------------------
+class Engine:
+    """netem's decisions for one direction.  Single-threaded; see module docstring."""
+
+    def __init__(
+        self, config: EngineConfig, held: HeldQueue | None = None, stats: DirectionStats | None = None
+    ) -> None:
+        self.config = c = config
+        self.seed: int = c.seed if c.seed is not None else int.from_bytes(os.urandom(8), "big")
+        self.rng = rng = random.Random(self.seed)
+        self.held = held if held is not None else HeldQueue()
+        self.stats = stats if stats is not None else DirectionStats()
+        self.stats.seed = self.seed
+        self.noop = c.is_noop
+        self.out: list[tuple[int, int, bytes | bytearray | None]] = []
+        self.inject: list[bytes | bytearray] = []
+        # Fixed draw order at start so the per-packet stream depends on the seed only.
+        self.delay_cor = CRandom(c.delay_corr, rng)
+        self.loss_cor = CRandom(c.loss_corr, rng)
+        self.dup_cor = CRandom(c.dup_corr, rng)
+        self.reorder_cor = CRandom(c.reorder_corr, rng)
+        self.corrupt_cor = CRandom(c.corrupt_corr, rng)
+        # Slot openings depend on time, so they come from their own stream (see docstring).
+        self.slot_rng = random.Random(rng.getrandbits(64))
+        self.clg_state = 1  # TX_IN_GAP_PERIOD / GOOD_STATE
+        self.counter = 0  # netem q->counter (reorder gap)
+        self.slot_on = c.slot_enabled
+        # Next slot opening (monotonic ns); None until the first release(), where the
+        # first slot opens at once (netem: get_slot sets slot_next = now).
+        self.slot_next: int | None = None
+        self.slot_packets_left = c.slot_max_packets or 0x7FFFFFFF
+        self.slot_bytes_left = c.slot_max_bytes or 0x7FFFFFFF
+        self._delay_on = bool(c.latency_ns or c.jitter_ns or c.rate_bytes_per_s)
+        self._rate = c.rate_bytes_per_s
+
+    # -- loss models ----------------------------------------------------------------------
+    def _loss_4state(self) -> bool:
+        a1, a2, a3, a4, a5 = self.config.clg
+        rnd = self.rng.getrandbits(32)
+        s = self.clg_state
+        if s == 1:  # TX_IN_GAP_PERIOD
+            if rnd < a4:
+                self.clg_state = 4
+                return True
+            if rnd < a1 + a4:
+                self.clg_state = 3
+                return True
+            return False
+        if s == 2:  # TX_IN_BURST_PERIOD
+            if rnd < a5:
+                self.clg_state = 3
+                return True
+            return False
+        if s == 3:  # LOST_IN_BURST_PERIOD
+            if rnd < a3:
+                self.clg_state = 2
+            elif rnd < a2 + a3:
+                self.clg_state = 1
+            else:
+                return True
+            return False
+        self.clg_state = 1  # LOST_IN_GAP_PERIOD -> TX_IN_GAP_PERIOD
+        return False
+
+    def _loss_gilb_ell(self) -> bool:
+        a1, a2, a3, a4, _ = self.config.clg
+        bits = self.rng.getrandbits
+        if self.clg_state == 1:  # GOOD
+            if bits(32) < a1:
+                self.clg_state = 2
+            return bits(32) < a4
+        # BAD
+        if bits(32) < a2:
+            self.clg_state = 1
+        return bits(32) > a3
+
+    def loss_event(self) -> bool:
+        m = self.config.loss_model
+        if m == "random":
+            return self.config.loss >= self.loss_cor.next()
+        if m == "state":
+            return self._loss_4state()
+        if m == "gemodel":
+            return self._loss_gilb_ell()
+        return False
+
+    # -- helpers --------------------------------------------------------------------------
+    def packet_time_ns(self, length: int) -> int:
+        """netem ``packet_time_ns``: serialization time of an IP packet of ``length`` bytes."""
+        c = self.config
+        n = length + L2_HEADER_BYTES + c.packet_overhead
+        if c.cell_size:
+            cells = -(-n // c.cell_size) if n > 0 else 0
+            n = cells * (c.cell_size + c.cell_overhead)
+        return max(0, n) * 1_000_000_000 // self._rate
+
+    def _corrupt(self, data: bytes | bytearray | memoryview, length: int) -> bytearray | None:
+        """Flip one random bit after the IP header; None if there is no such byte."""
+        hdr = ip_header_len(data)
+        n = len(data)
+        if n <= hdr:
+            return None
+        pos = hdr + self.rng.randrange(n - hdr)
+        bit = self.rng.randrange(8)
+        if n != length:
+            # A truncated copy cannot be mangled (the kernel would truncate the packet).
+            return None
+        buf = bytearray(data)
+        buf[pos] ^= 1 << bit
+        return buf
+
+    # -- enqueue --------------------------------------------------------------------------
+    def on_packet(self, packet_id: int, data: bytes | bytearray | memoryview, length: int, now: int) -> bool:
+        """Decide for one packet that arrived at ``now`` (monotonic ns).
+
+        ``data`` is the (possibly truncated) IP packet, only valid during this call;
+        ``length`` its real length in bytes.  Returns True if the caller should accept it
+        right away unchanged; otherwise the engine has appended a verdict to ``out`` or
+        holds the packet.
+        """
+        st = self.stats
+        st.seen += 1
+        st.bytes_in += length
+        if self.noop:
+            st.passed += 1
+            st.bytes_out += length
+            return True
+        if self.config.partition:
+            st.dropped_partition += 1
+            self.out.append((packet_id, NF_DROP, None))
+            return False
+        return self._enqueue(packet_id, data, length, now, False)
+
+    def _enqueue(
+        self, packet_id: int, data: bytes | bytearray | memoryview, length: int, now: int, is_copy: bool
+    ) -> bool:
+        c = self.config
+        st = self.stats
+        count = 1
+        if c.duplicate and not is_copy and c.duplicate >= self.dup_cor.next():
+            count = 2
+        mangled: bytearray | None = None
+        if c.loss_model is not None and self.loss_event():
+            if c.ecn and len(data) == length and (mangled := ecn_set_ce(data)) is not None:
+                st.ecn_marked += 1
+            else:
+                count -= 1
+        if count == 0:
+            st.dropped_loss += 1
+            if not is_copy:
+                self.out.append((packet_id, NF_DROP, None))
+            return False
+        copy: bytes | None = None
+        if count == 2:
+            # netem clones before corrupting: the copy has the CE mark but not the bit flip.
+            copy = bytes(mangled) if mangled is not None else bytes(data)
+        if c.corrupt and c.corrupt >= self.corrupt_cor.next():
+            flipped = self._corrupt(mangled if mangled is not None else data, length)
+            if flipped is not None:
+                mangled = flipped
+                st.corrupted += 1
+        # Reorder and delay are drawn before the limit check (unlike netem) so that every
+        # packet consumes the same random numbers whatever the queue length: limit drops
+        # depend on timing and must not shift later decisions.
+        immediate = False
+        delay = 0
+        if c.gap and (self.counter >= c.gap - 1) and c.reorder >= self.reorder_cor.next():
+            immediate = True
+            self.counter = 0
+        else:
+            self.counter += 1
+            if self._delay_on:
+                delay = tabledist(c.latency_ns, c.jitter_ns, self.delay_cor, self.rng, c.dist)
+        held = self.held
+        if len(held.heap) >= c.limit:
+            st.dropped_limit += 1
+            if not is_copy:
+                self.out.append((packet_id, NF_DROP, None))
+            return False
+        if copy is not None:
+            st.duplicated += 1
+            self._enqueue(-1, copy, length, now, True)
+        payload: bytes | bytearray | None = mangled if not is_copy else (mangled or bytes(data))
+        if immediate:
+            st.reordered += 1
+            return self._send_now(packet_id, payload, length, is_copy)
+        base = now
+        if self._rate:
+            last = held.last_tts
+            if last is not None:
+                # netem: the last held packet is the reference point; the part of the
+                # delay already spent waiting behind it is a "time bonus".
+                delay -= last - now
+                if delay < 0:
+                    delay = 0
+                base = last
+            delay += self.packet_time_ns(length)
+        tts = base + delay
+        if tts <= now and not self.slot_on:
+            return self._send_now(packet_id, payload, length, is_copy)
+        st.delayed += 1
+        held.push(tts, packet_id, payload, length)
+        if len(held.heap) > st.queue_depth_max:
+            st.queue_depth_max = len(held.heap)
+        st.queue_depth = len(held.heap)
+        return False
+
+    def _send_now(
+        self, packet_id: int, payload: bytes | bytearray | None, length: int, is_copy: bool
+    ) -> bool:
+        st = self.stats
+        st.passed += 1
+        st.bytes_out += length
+        if is_copy:
+            assert payload is not None
+            self.inject.append(payload)
+            return False
+        if payload is not None:
+            self.out.append((packet_id, NF_ACCEPT, payload))
+            return False
+        return True
+
+    # -- dequeue --------------------------------------------------------------------------
+    def _get_slot_next(self, now: int) -> None:
+        c = self.config
+        if not c.slot_with_dist:
+            span = c.slot_max_ns - c.slot_min_ns
+            nxt = c.slot_min_ns + ((span * self.slot_rng.getrandbits(32)) >> 32)
+        else:
+            nxt = tabledist(c.slot_dist_delay_ns, c.slot_dist_jitter_ns, None, self.slot_rng, c.slot_dist)
+        self.slot_next = now + nxt
+        self.slot_packets_left = c.slot_max_packets or 0x7FFFFFFF
+        self.slot_bytes_left = c.slot_max_bytes or 0x7FFFFFFF
+
+    def release(self, now: int) -> None:
+        """Send every held packet that is due at ``now`` (ns): verdicts to ``out``, copies
+        to ``inject``."""
+        held = self.held
+        heap = held.heap
+        st = self.stats
+        if not self.slot_on:
+            while heap and heap[0][0] <= now:
+                _, _, packet_id, payload, length = held.pop()
+                st.passed += 1
+                st.bytes_out += length
+                if packet_id < 0:
+                    self.inject.append(payload)
+                else:
+                    self.out.append((packet_id, NF_ACCEPT, payload))
+            st.queue_depth = len(heap)
+            return
+        if self.slot_next is None:
+            self.slot_next = now
+        while heap:
+            tts = heap[0][0]
+            if self.slot_next < tts:
+                self._get_slot_next(now)
+            if tts > now or self.slot_next > now:
+                break
+            _, _, packet_id, payload, length = held.pop()
+            self.slot_packets_left -= 1
+            self.slot_bytes_left -= length + L2_HEADER_BYTES
+            if self.slot_packets_left <= 0 or self.slot_bytes_left <= 0:
+                self._get_slot_next(now)
+            st.passed += 1
+            st.bytes_out += length
+            if packet_id < 0:
+                self.inject.append(payload)
+            else:
+                self.out.append((packet_id, NF_ACCEPT, payload))
+        st.queue_depth = len(heap)
+
+    def next_wakeup_ns(self) -> int | None:
+        """When ``release`` should next run (monotonic ns), or None if nothing is held."""
+        heap = self.held.heap
+        if not heap:
+            return None
+        tts: int = heap[0][0]
+        if self.slot_on and self.slot_next is not None:
+            return max(tts, self.slot_next)
+        return tts
+
+    def flush_all(self) -> None:
+        """Release every held packet now, regardless of time (used when clearing)."""
+        st = self.stats
+        while self.held.heap:
+            _, _, packet_id, payload, length = self.held.pop()
+            st.passed += 1
+            st.bytes_out += length
+            if packet_id < 0:
+                self.inject.append(payload)
+            else:
+                self.out.append((packet_id, NF_ACCEPT, payload))
+        st.queue_depth = 0
