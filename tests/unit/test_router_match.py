@@ -5,8 +5,7 @@ from __future__ import annotations
 import pytest
 
 pytest.importorskip("netbed_router")
-from netbed_agent.errors import RequestError  # noqa: E402
-from netbed_router.ops import parse_match  # noqa: E402
+from netbed_router.match import normalize_match, parse_match  # noqa: E402
 
 
 @pytest.mark.parametrize(
@@ -24,5 +23,13 @@ def test_good_matches(text: str | None, expected: dict | None) -> None:
      ("icmp:5", "icmp has no ports"), ("tcp:http", "got 'http'")],
 )
 def test_bad_matches_name_the_problem(text: str, needle: str) -> None:
-    with pytest.raises(RequestError, match=needle):
+    with pytest.raises(ValueError, match=needle):
         parse_match(text)
+
+
+def test_wire_dicts_are_validated_by_key() -> None:
+    assert normalize_match({"proto": "udp", "port": 53}) == {"proto": "udp", "port": 53}
+    with pytest.raises(ValueError, match="match.colour: unknown key"):
+        normalize_match({"proto": "udp", "colour": 1})
+    with pytest.raises(ValueError, match="only with a protocol that has ports"):
+        normalize_match({"proto": "icmp", "port": 5})

@@ -51,6 +51,8 @@ from typing import Any
 from netbed.netem import Netem, from_dict, to_tc_args
 from netbed.netem.model import GemodelLoss, RandomLoss, StateLoss
 
+from .match import normalize_match, proto_number
+
 __all__ = [
     "DIRECTIONS",
     "KernelBackend",
@@ -60,15 +62,12 @@ __all__ = [
     "compare_netem_options",
     "expected_netem_options",
     "filter_commands",
-    "normalize_match",
     "probe_kernel_netem",
     "probe_reason",
 ]
 
 DIRECTIONS = ("to-server", "to-client")
-PROTOCOLS: dict[str, int] = {"icmp": 1, "tcp": 6, "udp": 17, "icmpv6": 58}
 #: IP protocols whose first 4 bytes after the IP header are source and destination port.
-PORT_PROTOCOLS = frozenset({6, 17, 33, 132, 136})
 #: Root handles (major numbers) used without a match and with one; each pair alternates.
 PLAIN_HANDLES = (0x10, 0x11)
 PRIO_HANDLES = (0x20, 0x21)
@@ -142,33 +141,6 @@ def probe_kernel_netem(runner: Runner | None = None) -> tuple[bool, str]:
 # match -> u32 filters
 
 
-def normalize_match(match: Mapping[str, Any] | None) -> dict[str, Any] | None:
-    """Validate ``{"proto": "tcp"|"udp"|"icmp"|"icmpv6"|0..255, "port": 1..65535|None}``."""
-    if match is None:
-        return None
-    if not isinstance(match, Mapping):
-        raise ValueError("match: must be an object or null")
-    for key in match:
-        if key not in ("proto", "port"):
-            raise ValueError(f"match.{key}: unknown key")
-    proto = match.get("proto")
-    port = match.get("port")
-    if isinstance(proto, bool) or not (
-        proto in PROTOCOLS or (isinstance(proto, int) and 0 <= proto <= 255)
-    ):
-        raise ValueError(f"match.proto: must be tcp, udp, icmp, icmpv6 or 0..255, got {proto!r}")
-    if port is not None:
-        if isinstance(port, bool) or not isinstance(port, int) or not 0 < port <= 65535:
-            raise ValueError(f"match.port: must be 1..65535 or null, got {port!r}")
-        if _proto_number(proto) not in PORT_PROTOCOLS:
-            raise ValueError(f"match.port: only with a protocol that has ports, not {proto!r}")
-    return {"proto": proto, "port": port}
-
-
-def _proto_number(proto: str | int) -> int:
-    return PROTOCOLS[proto] if isinstance(proto, str) else proto
-
-
 @dataclass(frozen=True)
 class U32Key:
     """One ``match`` of a u32 filter as ``tc -j filter show`` prints it (offset from the IP header)."""
@@ -181,7 +153,7 @@ class U32Key:
 def _filter_specs(match: Mapping[str, Any]) -> list[tuple[str, list[str], list[U32Key]]]:
     """(tc protocol, u32 match tokens, expected keys) for each filter a match needs."""
     proto = match["proto"]
-    number = _proto_number(proto)
+    number = proto_number(proto)
     port = match["port"]
     out: list[tuple[str, list[str], list[U32Key]]] = []
     for family, sel, proto_key, port_off in (

@@ -39,6 +39,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from .engine import NF_ACCEPT, Engine, EngineConfig, HeldQueue
+from .match import PROTOCOLS, normalize_match
 from .nfqueue import (
     MAX_COPY_RANGE,
     NFQNL_MSG_PACKET,
@@ -63,7 +64,6 @@ IDLE_WAKE_S = 0.05
 DRAIN_BATCH = 64
 #: Largest verdict datagram (bytes); netlink refuses messages above the socket sndbuf.
 MAX_SEND_BYTES = 256 * 1024
-PORT_PROTOS = {"tcp": 6, "udp": 17, 6: 6, 17: 17, 33: 33, 132: 132, 136: 136}
 
 _ACCEPT_BE = NF_ACCEPT.to_bytes(4, "big")
 _MSG_HDR = struct.Struct("=IH")  # nlmsghdr length, type
@@ -112,29 +112,6 @@ def disable_offloads(ifname: str) -> str:
     return "ok" if r.returncode == 0 else (r.stderr.strip() or f"exit {r.returncode}")
 
 
-def normalize_match(match: Mapping[str, Any] | None) -> dict[str, Any] | None:
-    """Validate ``{"proto": "tcp"|"udp"|"icmp"|"icmpv6"|int, "port": int|None}``."""
-    if match is None:
-        return None
-    if not isinstance(match, Mapping):
-        raise ValueError("match: must be an object or null")
-    for k in match:
-        if k not in ("proto", "port"):
-            raise ValueError(f"match.{k}: unknown key")
-    proto = match.get("proto")
-    port = match.get("port")
-    if isinstance(proto, bool) or not (
-        proto in ("tcp", "udp", "icmp", "icmpv6") or (isinstance(proto, int) and 0 <= proto <= 255)
-    ):
-        raise ValueError(f"match.proto: must be tcp, udp, icmp, icmpv6 or 0..255, got {proto!r}")
-    if port is not None:
-        if isinstance(port, bool) or not isinstance(port, int) or not 0 < port <= 65535:
-            raise ValueError(f"match.port: must be 1..65535 or null, got {port!r}")
-        if proto not in PORT_PROTOS:
-            raise ValueError(f"match.port: only with a protocol that has ports, not {proto!r}")
-    return {"proto": proto, "port": port}
-
-
 def rule_args(
     in_if: str, out_if: str, match: Mapping[str, Any] | None, queue_num: int, family: int
 ) -> list[str] | None:
@@ -152,7 +129,7 @@ def rule_args(
                 return None
             args += ["-p", "ipv6-icmp"]
         else:
-            args += ["-p", str(PORT_PROTOS.get(proto, proto))]
+            args += ["-p", str(PROTOCOLS.get(proto, proto))]
         if match["port"] is not None:
             # Source or destination port: both halves of a flow match.
             args += ["-m", "multiport", "--ports", str(match["port"])]

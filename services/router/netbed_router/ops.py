@@ -23,10 +23,11 @@ from netbed_agent.args import Args
 from netbed_agent.errors import RequestError
 from netbed_agent.system import read_snmp, run_ip
 
+from .match import parse_match
+
 log = logging.getLogger("netbed_agent")
 
 DIRECTIONS = ("to-server", "to-client")
-PROTOCOLS = {"tcp": 6, "udp": 17, "icmp": 1, "icmpv6": 58}
 
 
 class Backend(Protocol):
@@ -100,24 +101,6 @@ def setup() -> None:
     log.info("impairment backend: %s (%s)", name, why)
 
 
-def parse_match(text: str | None) -> dict[str, Any] | None:
-    """'PROTO[:PORT]' -> {"proto": name, "port": int|None}; None for everything."""
-    if text is None or text == "":
-        return None
-    proto, _, port_text = text.partition(":")
-    proto = proto.lower()
-    if proto not in PROTOCOLS:
-        raise RequestError(f"match: unknown protocol {proto!r}; expected one of {', '.join(PROTOCOLS)}")
-    port = None
-    if port_text:
-        if proto not in ("tcp", "udp"):
-            raise RequestError(f"match: {proto} has no ports (only tcp and udp do), got {text!r}")
-        if not port_text.isdigit() or not 0 < int(port_text) <= 65535:
-            raise RequestError(f"match: port must be 1-65535, got {port_text!r}")
-        port = int(port_text)
-    return {"proto": proto, "port": port}
-
-
 def _directions(args: Args) -> tuple[str, ...]:
     direction = args.str("direction", "both")
     if direction == "both":
@@ -148,7 +131,10 @@ def op_impair(args: Args) -> dict[str, Any]:
         netem = parse(text) if text is not None else from_dict(spec_in)
     except NetemError as exc:
         raise RequestError(str(exc), kind="bad_netem") from None
-    match = parse_match(match_text)
+    try:
+        match = parse_match(match_text)
+    except ValueError as exc:
+        raise RequestError(str(exc)) from None
     spec = netem.to_dict()
     backend = _backend()
     with STATE.lock:
