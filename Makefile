@@ -81,6 +81,7 @@ test-kernel-netem: ## the kernel netem backend and SCTP checks, in a VM with Deb
 lint: $(STAMP) ## ruff and mypy
 	@$(BIN)/ruff check harness services tests bench
 	@$(BIN)/mypy
+	@MYPYPATH=harness:services/agent:services/router $(BIN)/mypy --strict services/agent/netbed_agent services/router/netbed_router
 
 bench: $(STAMP) ## measure cold/warm up, down and test wall times (bench/lifecycle.py)
 	@$(BIN)/python bench/lifecycle.py

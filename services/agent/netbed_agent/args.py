@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import builtins
 from typing import Any
 
 from .errors import RequestError
@@ -22,16 +23,16 @@ class Args:
     than silently ignored.
     """
 
-    def __init__(self, op: str, raw: Any) -> None:
+    def __init__(self, op: builtins.str, raw: Any) -> None:
         if raw is None:
             raw = {}
         if not isinstance(raw, dict):
             raise RequestError(f"{op}: 'args' must be a JSON object, got {type(raw).__name__}")
         self.op = op
-        self._raw: dict[str, Any] = raw
-        self._used: set[str] = set()
+        self._raw: dict[builtins.str, Any] = raw
+        self._used: set[builtins.str] = set()
 
-    def _get(self, key: str, default: Any, required: bool) -> Any:
+    def _get(self, key: builtins.str, default: Any, required: builtins.bool) -> Any:
         self._used.add(key)
         if key not in self._raw or self._raw[key] is None:
             if required:
@@ -39,13 +40,13 @@ class Args:
             return default
         return self._raw[key]
 
-    def has(self, key: str) -> bool:
+    def has(self, key: builtins.str) -> builtins.bool:
         return key in self._raw and self._raw[key] is not None
 
-    def int(self, key: str, default: int | None = None, *, required: bool = False,
-            minimum: int | None = None, maximum: int | None = None) -> int:
+    def int(self, key: builtins.str, default: builtins.int | None = None, *, required: builtins.bool = False,
+            minimum: builtins.int | None = None, maximum: builtins.int | None = None) -> builtins.int:
         value = self._get(key, default, required)
-        if isinstance(value, bool) or not isinstance(value, int):
+        if isinstance(value, builtins.bool) or not isinstance(value, builtins.int):
             raise RequestError(f"{self.op}: argument '{key}' must be an integer, got {value!r}")
         if minimum is not None and value < minimum:
             raise RequestError(f"{self.op}: argument '{key}' must be >= {minimum}, got {value}")
@@ -53,16 +54,16 @@ class Args:
             raise RequestError(f"{self.op}: argument '{key}' must be <= {maximum}, got {value}")
         return value
 
-    def opt_int(self, key: str, **kw: Any) -> int | None:
+    def opt_int(self, key: builtins.str, **kw: Any) -> builtins.int | None:
         if not self.has(key):
             self._used.add(key)
             return None
         return self.int(key, **kw)
 
-    def float(self, key: str, default: float | None = None, *, required: bool = False,
-              minimum: float = 0.0, maximum: float | None = None) -> float:
+    def float(self, key: builtins.str, default: builtins.float | None = None, *, required: builtins.bool = False,
+              minimum: builtins.float = 0.0, maximum: builtins.float | None = None) -> builtins.float:
         value = self._get(key, default, required)
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
+        if isinstance(value, builtins.bool) or not isinstance(value, (builtins.int, builtins.float)):
             raise RequestError(f"{self.op}: argument '{key}' must be a number, got {value!r}")
         if value < minimum:
             raise RequestError(f"{self.op}: argument '{key}' must be >= {minimum}, got {value}")
@@ -70,35 +71,36 @@ class Args:
             raise RequestError(f"{self.op}: argument '{key}' must be <= {maximum}, got {value}")
         return float(value)
 
-    def timeout(self, default: float = DEFAULT_TIMEOUT_S) -> float:
+    def timeout(self, default: builtins.float = DEFAULT_TIMEOUT_S) -> builtins.float:
         """The operation's timeout in seconds (`timeout` argument)."""
         return self.float("timeout", default, maximum=MAX_TIMEOUT_S)
 
-    def str(self, key: str, default: str | None = None, *, required: bool = False) -> str:
+    def str(self, key: builtins.str, default: builtins.str | None = None, *,
+            required: builtins.bool = False) -> builtins.str:
         value = self._get(key, default, required)
-        if not isinstance(value, str):
+        if not isinstance(value, builtins.str):
             raise RequestError(f"{self.op}: argument '{key}' must be a string, got {value!r}")
         return value
 
-    def bool(self, key: str, default: bool = False) -> bool:
+    def bool(self, key: builtins.str, default: builtins.bool = False) -> builtins.bool:
         value = self._get(key, default, False)
-        if not isinstance(value, bool):
+        if not isinstance(value, builtins.bool):
             raise RequestError(f"{self.op}: argument '{key}' must be true or false, got {value!r}")
         return value
 
-    def bytes(self, key: str, *, required: bool = True) -> bytes:
+    def bytes(self, key: builtins.str, *, required: builtins.bool = True) -> builtins.bytes:
         """A base64-encoded bytes argument."""
         value = self._get(key, None, required)
         if value is None:
             return b""
-        if not isinstance(value, str):
+        if not isinstance(value, builtins.str):
             raise RequestError(f"{self.op}: argument '{key}' must be base64 text")
         try:
             return base64.b64decode(value.encode("ascii"), validate=True)
         except (binascii.Error, UnicodeEncodeError) as exc:
             raise RequestError(f"{self.op}: argument '{key}' is not valid base64: {exc}") from None
 
-    def raw(self, key: str, default: Any = None, *, required: bool = False) -> Any:
+    def raw(self, key: builtins.str, default: Any = None, *, required: builtins.bool = False) -> Any:
         return self._get(key, default, required)
 
     def finish(self) -> None:

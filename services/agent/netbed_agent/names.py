@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ipaddress
 import socket
+from collections.abc import Mapping
 from typing import Any
 
 from .errors import RequestError
@@ -33,7 +34,7 @@ LEVELS = ("SOL_", "IPPROTO_")
 OPTION_PREFIXES = ("SO_", "TCP_", "IP_", "IPV6_", "UDP_", "MSG_")
 
 
-def _lookup(kind: str, value: Any, table: dict[str, int] | None, prefixes: tuple[str, ...]) -> int:
+def _lookup(kind: str, value: Any, table: Mapping[str, int] | None, prefixes: tuple[str, ...]) -> int:
     if isinstance(value, bool):
         raise RequestError(f"{kind} must be a name or a number, got {value!r}")
     if isinstance(value, int):

@@ -18,7 +18,7 @@ import json
 import logging
 import socketserver
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from . import jobs, sockets, system, workloads
@@ -35,7 +35,7 @@ Op = Callable[[Args], dict[str, Any]]
 OPS: dict[str, Op] = {}
 
 
-def register(ops: dict[str, Op]) -> None:
+def register(ops: Mapping[str, Op]) -> None:
     OPS.update(ops)
 
 
