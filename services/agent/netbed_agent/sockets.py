@@ -92,7 +92,9 @@ def _blocking(sock: socket.socket, timeout: float, call: Callable[[], Any]) -> A
     sock.settimeout(timeout)
     try:
         return call()
-    except TimeoutError:
+    except TimeoutError as exc:
+        if exc.errno is not None:
+            raise  # the kernel's ETIMEDOUT (e.g. TCP_USER_TIMEOUT): an os_error with errno
         raise OperationTimeout(f"timed out after {timeout:g} s") from None
 
 

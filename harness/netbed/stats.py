@@ -1,4 +1,4 @@
-"""Binomial statistics for the conformance suites: confidence intervals and sample sizes.
+"""Binomial statistics for fidelity and conformance tests: confidence intervals, sample sizes.
 
 A rate test counts events (lost datagrams, duplicates) among `n` independent trials and
 asks whether the configured probability is plausible given what was seen.  The answer is a

@@ -1,0 +1,279 @@
+"""pytest plugin: the conformance report, socket property x network condition.
+
+Tests declare the property they verify with a marker; the network condition comes from
+the parametrize id of their ``condition`` argument (a value with a ``.name``, or a string),
+else from a ``condition`` marker, else it is "clean":
+
+    @pytest.mark.property("stream: bytes arrive once, in order")
+    @pytest.mark.parametrize("condition", params("clean", "loss"))
+    def test_order(condition): ...
+
+At the end of the session the plugin writes ``reports/conformance.md`` (Markdown) and
+``reports/conformance.html`` under the rootdir: one row per property, one column per
+condition, each cell the aggregate outcome of the tests behind it (pass, FAIL, skip, or
+empty when the property was not checked under that condition).  Nothing is written when
+no test carrying a ``property`` marker ran.
+
+Load it with ``pytest_plugins = ["netbed.report"]`` in a conftest.py.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import html
+from collections.abc import Generator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+PROPERTY_MARK = "property"
+CONDITION_MARK = "condition"
+#: Columns in this order when present; any other condition follows in order of appearance.
+PREFERRED_ORDER = ("clean", "loss", "delay+jitter", "reorder", "duplicate", "corrupt", "rate", "partition")
+REPORT_DIR = "reports"
+MARKDOWN_NAME = "conformance.md"
+HTML_NAME = "conformance.html"
+
+
+@dataclass
+class Result:
+    """One test item's outcome for the report."""
+
+    nodeid: str
+    prop: str
+    condition: str
+    outcome: str = "not run"  # passed, failed, error, skipped, xfailed, xpassed
+    message: str = ""
+
+
+@dataclass
+class Cell:
+    """The tests behind one (property, condition) cell."""
+
+    results: list[Result] = field(default_factory=list)
+
+    def count(self, *outcomes: str) -> int:
+        return sum(1 for r in self.results if r.outcome in outcomes)
+
+    @property
+    def status(self) -> str:
+        """"fail" if any test failed or errored, else "pass" if any passed, else "skip"."""
+        if self.count("failed", "error", "xpassed"):
+            return "fail"
+        if self.count("passed", "xfailed"):
+            return "pass"
+        return "skip"
+
+    def text(self) -> str:
+        total = len(self.results)
+        if self.status == "fail":
+            return f"FAIL {self.count('failed', 'error', 'xpassed')}/{total}"
+        if self.status == "pass":
+            skipped = self.count("skipped")
+            note = f" ({skipped} skipped)" if skipped else ""
+            return f"pass {self.count('passed', 'xfailed')}/{total}{note}"
+        return "skip"
+
+
+def condition_of(item: pytest.Item) -> str:
+    """The network condition of a test: its `condition` parameter, marker, else "clean"."""
+    callspec = getattr(item, "callspec", None)
+    if callspec is not None and "condition" in callspec.params:
+        value = callspec.params["condition"]
+        name = getattr(value, "name", None)
+        if isinstance(name, str) and name:
+            return name
+        return str(value) or "clean"
+    marker = item.get_closest_marker(CONDITION_MARK)
+    if marker is not None and marker.args:
+        return str(marker.args[0])
+    return "clean"
+
+
+def property_of(item: pytest.Item) -> str | None:
+    marker = item.get_closest_marker(PROPERTY_MARK)
+    if marker is None or not marker.args:
+        return None
+    return str(marker.args[0])
+
+
+class ConformanceReport:
+    """Collects outcomes of property-marked tests; writes the tables at session end."""
+
+    def __init__(self, config: pytest.Config) -> None:
+        self.config = config
+        self.results: dict[str, Result] = {}
+        self.written: list[Path] = []
+
+    # -- collection of outcomes ------------------------------------------------------
+    @pytest.hookimpl(wrapper=True)
+    def pytest_runtest_makereport(self, item: pytest.Item, call: pytest.CallInfo[None]) -> Generator[
+            None, pytest.TestReport, pytest.TestReport]:
+        report = yield
+        prop = property_of(item)
+        if prop is None:
+            return report
+        result = self.results.get(item.nodeid)
+        if result is None:
+            result = self.results[item.nodeid] = Result(item.nodeid, prop, condition_of(item))
+        self._update(result, report)
+        return report
+
+    @staticmethod
+    def _update(result: Result, report: pytest.TestReport) -> None:
+        xfail = hasattr(report, "wasxfail")
+        if report.when == "setup":
+            if report.skipped:
+                result.outcome = "xfailed" if xfail else "skipped"
+                result.message = _skip_reason(report)
+            elif report.failed:
+                result.outcome = "error"
+                result.message = _first_line(report)
+        elif report.when == "call":
+            if report.passed:
+                result.outcome = "xpassed" if xfail else "passed"
+            elif report.skipped:
+                result.outcome = "xfailed" if xfail else "skipped"
+                result.message = _skip_reason(report)
+            else:
+                result.outcome = "failed"
+                result.message = _first_line(report)
+        elif report.when == "teardown" and report.failed and result.outcome in ("passed", "not run"):
+            result.outcome = "error"
+            result.message = _first_line(report)
+
+    # -- output ---------------------------------------------------------------------
+    def table(self) -> tuple[list[str], list[str], dict[tuple[str, str], Cell]]:
+        """(properties in first-seen order, conditions in column order, cells)."""
+        props: list[str] = []
+        seen_conditions: list[str] = []
+        cells: dict[tuple[str, str], Cell] = {}
+        for result in self.results.values():
+            if result.outcome == "not run":
+                continue
+            if result.prop not in props:
+                props.append(result.prop)
+            if result.condition not in seen_conditions:
+                seen_conditions.append(result.condition)
+            cells.setdefault((result.prop, result.condition), Cell()).results.append(result)
+        columns = [c for c in PREFERRED_ORDER if c in seen_conditions]
+        columns += [c for c in seen_conditions if c not in columns]
+        return props, columns, cells
+
+    def notes(self) -> list[Result]:
+        """Failures and skips, with their one-line reasons."""
+        return [r for r in self.results.values() if r.outcome in ("failed", "error", "xpassed", "skipped")]
+
+    def markdown(self) -> str:
+        props, columns, cells = self.table()
+        lines = [
+            "# Socket conformance: property x network condition",
+            "",
+            f"Generated by `netbed.report` on {_now()}. Each cell aggregates the tests of one",
+            "property under one router condition (pass n/N, FAIL n/N, skip); an empty cell means",
+            "the property was not checked under that condition.",
+            "",
+            "| Property | " + " | ".join(columns) + " |",
+            "|---|" + "|".join(":---:" for _ in columns) + "|",
+        ]
+        for prop in props:
+            row = []
+            for column in columns:
+                cell = cells.get((prop, column))
+                if cell is None:
+                    row.append("")
+                else:
+                    text = cell.text()
+                    row.append(f"**{text}**" if cell.status == "fail" else text)
+            lines.append(f"| {_md_escape(prop)} | " + " | ".join(row) + " |")
+        notes = self.notes()
+        if notes:
+            lines += ["", "## Failures and skips", ""]
+            for r in notes:
+                lines.append(f"- `{r.nodeid}` — {r.outcome}: {_md_escape(r.message)}")
+        return "\n".join(lines) + "\n"
+
+    def html(self) -> str:
+        props, columns, cells = self.table()
+        style = ("body{font-family:sans-serif;margin:2em}table{border-collapse:collapse}"
+                 "th,td{border:1px solid #bbb;padding:4px 8px;text-align:center}"
+                 "td.prop{text-align:left}.pass{background:#d4f7d4}.fail{background:#f7c6c6;font-weight:bold}"
+                 ".skip{background:#eee;color:#666}")
+        out = ["<!DOCTYPE html>", "<html><head><meta charset=\"utf-8\">",
+               "<title>netbed socket conformance</title>", f"<style>{style}</style></head><body>",
+               "<h1>Socket conformance: property &times; network condition</h1>",
+               f"<p>Generated by netbed.report on {html.escape(_now())}.</p>",
+               "<table><thead><tr><th>Property</th>"
+               + "".join(f"<th>{html.escape(c)}</th>" for c in columns) + "</tr></thead><tbody>"]
+        for prop in props:
+            tds = []
+            for column in columns:
+                cell = cells.get((prop, column))
+                if cell is None:
+                    tds.append("<td></td>")
+                else:
+                    title = html.escape("; ".join(f"{r.nodeid}: {r.outcome}" for r in cell.results), quote=True)
+                    tds.append(f"<td class=\"{cell.status}\" title=\"{title}\">{html.escape(cell.text())}</td>")
+            out.append(f"<tr><td class=\"prop\">{html.escape(prop)}</td>{''.join(tds)}</tr>")
+        out.append("</tbody></table>")
+        notes = self.notes()
+        if notes:
+            out.append("<h2>Failures and skips</h2><ul>")
+            out += [f"<li><code>{html.escape(r.nodeid)}</code> &mdash; {html.escape(r.outcome)}: "
+                    f"{html.escape(r.message)}</li>" for r in notes]
+            out.append("</ul>")
+        out.append("</body></html>")
+        return "\n".join(out) + "\n"
+
+    def write(self, directory: Path) -> list[Path]:
+        directory.mkdir(parents=True, exist_ok=True)
+        md = directory / MARKDOWN_NAME
+        page = directory / HTML_NAME
+        md.write_text(self.markdown(), encoding="utf-8")
+        page.write_text(self.html(), encoding="utf-8")
+        return [md, page]
+
+    def pytest_sessionfinish(self, session: pytest.Session) -> None:
+        if any(r.outcome != "not run" for r in self.results.values()):
+            self.written = self.write(Path(self.config.rootpath) / REPORT_DIR)
+
+    def pytest_terminal_summary(self, terminalreporter: Any) -> None:
+        if self.written:
+            props, columns, _cells = self.table()
+            names = ", ".join(str(p) for p in self.written)
+            terminalreporter.write_line(
+                f"netbed conformance report ({len(props)} properties x {len(columns)} conditions): {names}")
+
+
+def _now() -> str:
+    return _dt.datetime.now(_dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
+
+
+def _md_escape(text: str) -> str:
+    return text.replace("|", "\\|").replace("\n", " ")
+
+
+def _first_line(report: pytest.TestReport) -> str:
+    crash = getattr(report.longrepr, "reprcrash", None)
+    if crash is not None:
+        return str(crash.message).splitlines()[0][:300] if crash.message else ""
+    return str(report.longrepr).strip().splitlines()[-1][:300] if report.longrepr else ""
+
+
+def _skip_reason(report: pytest.TestReport) -> str:
+    longrepr = report.longrepr
+    if isinstance(longrepr, tuple) and len(longrepr) == 3:
+        return str(longrepr[2]).removeprefix("Skipped: ")[:300]
+    return _first_line(report)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", f"{PROPERTY_MARK}(text): the socket property a test verifies "
+                                       "(a row of the conformance report)")
+    config.addinivalue_line("markers", f"{CONDITION_MARK}(name): the network condition of a test not "
+                                       "parametrized over `condition` (default: clean)")
+    if not config.pluginmanager.has_plugin("netbed-conformance-report"):
+        config.pluginmanager.register(ConformanceReport(config), "netbed-conformance-report")
+

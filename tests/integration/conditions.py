@@ -1,0 +1,85 @@
+"""The network conditions the conformance suites run under, as netem strings.
+
+Each condition has a short name (the pytest parametrize id, and the column of the
+conformance report) and the netem text handed to ``router.impair``.  "clean" is the
+empty string: no impairment at all, so clean-network tests never touch the impairment API.
+
+    @pytest.mark.parametrize("condition", params("clean", "loss", "reorder"))
+    def test_x(router, condition):
+        with impaired(router, condition):
+            ...
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+
+
+@dataclass(frozen=True)
+class Condition:
+    """A named network condition: `netem` is tc-netem syntax (or "partition", or "" for none)."""
+
+    name: str
+    netem: str
+
+    def __str__(self) -> str:
+        return self.name
+
+
+#: Configured probabilities, as fractions, for tests that measure them.
+LOSS_RATE = 0.05
+DUPLICATE_RATE = 0.10
+CORRUPT_RATE = 0.05
+
+CONDITIONS: dict[str, Condition] = {c.name: c for c in (
+    Condition("clean", ""),
+    Condition("loss", f"loss {LOSS_RATE:.0%}"),
+    Condition("delay+jitter", "delay 20ms 5ms"),
+    Condition("reorder", "delay 10ms reorder 25%"),
+    Condition("duplicate", f"duplicate {DUPLICATE_RATE:.0%}"),
+    Condition("corrupt", f"corrupt {CORRUPT_RATE:.0%}"),
+    Condition("rate", "rate 5mbit"),
+    Condition("partition", "partition"),
+)}
+
+
+def params(*names: str) -> list[Any]:
+    """pytest.param entries (id = condition name) for the named conditions."""
+    unknown = [n for n in names if n not in CONDITIONS]
+    if unknown:
+        raise KeyError(f"unknown condition(s) {unknown}; known: {', '.join(CONDITIONS)}")
+    return [pytest.param(CONDITIONS[n], id=n) for n in names]
+
+
+@contextlib.contextmanager
+def impaired(router: Any, condition: Condition | str, direction: str = "both") -> Iterator[None]:
+    """Apply `condition` on the router for the block (nothing at all for "clean")."""
+    netem = condition.netem if isinstance(condition, Condition) else CONDITIONS[condition].netem
+    if not netem:
+        yield
+        return
+    with router.impair(netem, direction=direction):
+        yield
+
+
+def impair_counts(router: Any) -> dict[str, int]:
+    """The router's impairment counters ("seen", "dropped", "duplicated", "corrupted",
+    "reordered", ...; packets) summed over both directions.
+
+    Read from the engine's per-direction counters (``impair_status()["engine"]``) when the
+    backend reports them there, else from ``impair_status()["directions"][d]["stats"]``.
+    """
+    status = router.impair_status()
+    per_direction = (status.get("engine") or {}).get("directions") or {
+        d: entry.get("stats") or {} for d, entry in status.get("directions", {}).items()}
+    totals: dict[str, int] = {}
+    for stats in per_direction.values():
+        for key, value in (stats or {}).items():
+            if isinstance(value, int) and not isinstance(value, bool) and key not in ("queue_num", "seed"):
+                totals[key] = totals.get(key, 0) + value
+    return totals
