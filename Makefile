@@ -17,7 +17,7 @@ id=$$(docker ps -q --filter label=io.netbed.instance=$(INSTANCE) --filter label=
 if [ -z "$$id" ]; then echo "netbed: no running $(1) in testbed '$(INSTANCE)'; run \`make up\` first" >&2; exit 1; fi; \
 docker exec -it $$id bash
 endef
-.PHONY: help venv up down test test-unit test-kernel-netem status logs ps impair clear profiles \
+.PHONY: help venv up down test test-unit test-kernel-netem readme-report status logs ps impair clear profiles \
         shell-client shell-router shell-server clean lint bench
 
 help: ## list the targets
@@ -77,6 +77,9 @@ clean: $(STAMP) ## remove every container, network, volume and image labelled as
 
 test-kernel-netem: ## the kernel netem backend and SCTP checks, in a VM with Debian's kernel (about 1 min)
 	@bash vm/run.sh
+
+readme-report: $(STAMP) ## copy the last run's conformance table (reports/conformance.md) into README.md
+	@$(BIN)/python -m netbed.report
 
 lint: $(STAMP) ## ruff and mypy
 	@$(BIN)/ruff check harness services tests bench
