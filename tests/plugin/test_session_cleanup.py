@@ -1,0 +1,51 @@
+"""The pytest plugin's lifecycle, checked from outside: an inner pytest session that starts
+its own testbed leaves nothing behind, whether its tests pass or fail.
+
+The inner session uses its own instance name, so it runs beside any other testbed (which
+also shows that two testbeds can run side by side on one machine).
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+
+import pytest
+
+from netbed import engine
+
+INNER_TESTS = '''
+import socket
+
+def test_passes(client, server, router):
+    sock = server.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    port = sock.bind(("", 0))[1]
+    client.socket(socket.AF_INET, socket.SOCK_DGRAM).sendto(b"x", (server.ipv4, port))
+    assert sock.recvfrom(10)[0] == b"x"
+
+def test_fails(client):
+    assert client.ping() is False, "deliberate failure: cleanup must still happen"
+'''
+
+
+@pytest.mark.integration
+def test_inner_session_leaves_nothing_behind(tmp_path: Path) -> None:
+    """After a session that started its own testbed ends (with a failed test in it), no
+    container, network or volume labelled with its instance is left."""
+    instance = f"plugin-{uuid.uuid4().hex[:8]}"
+    (tmp_path / "test_inner.py").write_text(INNER_TESTS)
+    client = engine.connect()
+    try:
+        proc = subprocess.run(
+            [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--netbed-instance", instance,
+             str(tmp_path / "test_inner.py")],
+            cwd=tmp_path, capture_output=True, text=True, timeout=300,
+        )
+        assert proc.returncode == 1, proc.stdout[-3000:] + proc.stderr[-2000:]
+        assert "1 failed, 1 passed" in proc.stdout, proc.stdout[-3000:]
+        assert "netbed router impairment" in proc.stdout, "a failing test's report carries the router counters"
+        assert engine.leftovers(client, instance) == {"containers": [], "networks": [], "volumes": []}
+    finally:
+        engine.remove_by_label(client, instance)
