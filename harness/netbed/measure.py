@@ -17,7 +17,8 @@ from typing import Any
 @dataclass(frozen=True)
 class Delivery:
     """Counts over `sent` datagrams: unique ones delivered, lost, duplicated,
-    reordered (RFC 4737), and with a bad payload checksum."""
+    reordered (RFC 4737), arrivals with a bad checksum, and datagrams that arrived
+    intact (checksum good; a corrupted sequence number cannot pass for another)."""
 
     sent: int
     delivered: int
@@ -25,6 +26,7 @@ class Delivery:
     duplicates: int
     reordered: int
     bad_checksum: int
+    intact: int
     lost_seqs: frozenset[int]
 
     @property
@@ -54,6 +56,7 @@ def delivery(arrivals: list[list[Any]], sent: int, first_seq: int = 0) -> Delive
         duplicates=sum(c - 1 for c in counts.values()),
         reordered=reordered,
         bad_checksum=sum(1 for a in arrivals if not a[4]),
+        intact=len({int(a[0]) for a in arrivals if a[4]} & expected),
         lost_seqs=frozenset(expected - got),
     )
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 import statistics
 import struct
 import sys
@@ -421,7 +422,7 @@ def test_limit_drops() -> None:
 
 
 def test_partition_drops_everything() -> None:
-    eng = Engine(EngineConfig.from_dict(spec(partition=True)))
+    eng = Engine(EngineConfig.from_dict(spec(partition=True, seed=None)))
     assert all(run(eng, 100))
     assert eng.stats.dropped_partition == 100
 
@@ -510,18 +511,19 @@ def test_slot_releases_bursts() -> None:
 @pytest.mark.parametrize(
     ("bad", "key"),
     [
-        ({"loss": {"model": "random", "pct": 150.0}}, "loss.pct"),
-        ({"loss": {"model": "bogus"}}, "loss.model"),
-        ({"delay": {"delay_ms": -1.0}}, "delay.delay_ms"),
-        ({"delay": {"delay_ms": 1.0, "distribution": "weird"}}, "delay.distribution"),
-        ({"rate": {"bits_per_s": "fast"}}, "rate.bits_per_s"),
-        ({"reorder": {"pct": 10.0, "gap": -1}}, "reorder.gap"),
+        ({"loss": {"model": "random", "pct": 150.0}}, '"pct" = 150.0'),
+        ({"loss": {"model": "bogus"}}, "loss model 'bogus'"),
+        ({"delay": {"delay_ms": -1.0}}, '"delay_ms" = -1.0'),
+        ({"delay": {"delay_ms": 1.0, "distribution": "weird"}}, 'distribution "weird"'),
+        ({"rate": {"bits_per_s": "fast"}}, '"bits_per_s"'),
+        ({"reorder": {"pct": 10.0, "gap": -1}}, '"gap" = -1'),
         ({"limit_packets": -5}, "limit_packets"),
         ({"partition": "yes"}, "partition"),
         ({"bogus": 1}, "bogus"),
-        ({"duplicate": {"pct": True}}, "duplicate.pct"),
+        ({"duplicate": {"pct": True}}, '"pct"'),
     ],
 )
 def test_bad_spec_names_the_key(bad: dict[str, Any], key: str) -> None:
-    with pytest.raises(ValueError, match=key.replace(".", r"\.")):
+    """The engine validates with the shared model (netbed.netem): the error names the key."""
+    with pytest.raises(ValueError, match=re.escape(key)):
         EngineConfig.from_dict(spec(**bad))

@@ -4,7 +4,8 @@ checker, and an echo service.
 
 Sequence messages start with a 24-byte header, network byte order:
 magic b"NBSQ", sequence number (u64), send time (u64, ns since the epoch,
-CLOCK_REALTIME) and the CRC-32 of the rest of the message (u32).  All
+CLOCK_REALTIME) and a CRC-32 (u32) over everything else in the message, header
+fields included, so a flipped bit anywhere shows (crc_ok false).  All
 containers share the host kernel's clock, so arrival minus send time is the
 one-way delay.
 """
@@ -34,9 +35,17 @@ def _sock(args: Args) -> socket.socket:
     return TABLE.get(args.raw("fd", required=True))
 
 
+PREFIX = struct.Struct("!4sQQ")  # the header without its CRC
+
+
 def build_message(seq: int, size: int, filler: bytes) -> bytes:
     body = filler[: size - HEADER.size]
-    return HEADER.pack(MAGIC, seq, time.time_ns(), zlib.crc32(body)) + body
+    prefix = PREFIX.pack(MAGIC, seq, time.time_ns())
+    return prefix + struct.pack("!I", zlib.crc32(body, zlib.crc32(prefix))) + body
+
+
+def message_intact(data: bytes, crc: int) -> bool:
+    return zlib.crc32(data[HEADER.size:], zlib.crc32(data[:PREFIX.size])) == crc
 
 
 def op_send_sequence(args: Args) -> dict[str, Any]:
@@ -123,7 +132,7 @@ def op_recv_sequence(args: Args) -> dict[str, Any]:
             foreign += 1
             continue
         _magic, seq, send_ns, crc = HEADER.unpack_from(data)
-        ok = zlib.crc32(data[HEADER.size:]) == crc
+        ok = message_intact(data, crc)
         arrivals.append([seq, send_ns, recv_ns, len(data), ok])
         if expect is not None and len(arrivals) >= expect:
             break

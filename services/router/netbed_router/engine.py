@@ -45,13 +45,16 @@ second stream seeded from the first, so they do not disturb the per-packet strea
 from __future__ import annotations
 
 import heapq
-import math
 import os
 import random
 from collections.abc import Mapping
 from dataclasses import dataclass
 from statistics import NormalDist
 from typing import Any
+
+from netbed.netem import Netem
+from netbed.netem import from_dict as netem_from_dict
+from netbed.netem.model import GemodelLoss, RandomLoss, StateLoss
 
 from .stats import DirectionStats
 
@@ -74,99 +77,6 @@ _NORMAL = NormalDist()
 def pct_to_u32(pct: float) -> int:
     """A percentage 0..100 as netem's u32 probability (iproute2 ``get_percent``)."""
     return int(round(pct / 100.0 * U32_MAX))
-
-
-# --------------------------------------------------------------------------------------
-# Spec validation
-# --------------------------------------------------------------------------------------
-def _num(
-    d: Mapping[str, Any],
-    key: str,
-    where: str,
-    *,
-    default: float | None = None,
-    lo: float | None = 0.0,
-    hi: float | None = None,
-) -> float:
-    name = f"{where}.{key}" if where else key
-    v = d.get(key, default)
-    if v is None:
-        if default is None:
-            raise ValueError(f"{name}: required")
-        v = default
-    if isinstance(v, bool) or not isinstance(v, (int, float)) or math.isnan(v) or math.isinf(v):
-        raise ValueError(f"{name}: must be a finite number, got {v!r}")
-    if lo is not None and v < lo:
-        raise ValueError(f"{name}: must be >= {lo}, got {v}")
-    if hi is not None and v > hi:
-        raise ValueError(f"{name}: must be <= {hi}, got {v}")
-    return float(v)
-
-
-def _int(
-    d: Mapping[str, Any],
-    key: str,
-    where: str,
-    *,
-    default: int | None = None,
-    lo: int | None = 0,
-    hi: int | None = None,
-) -> int:
-    name = f"{where}.{key}" if where else key
-    v = d.get(key, default)
-    if v is None:
-        if default is None:
-            raise ValueError(f"{name}: required")
-        v = default
-    if isinstance(v, bool) or not isinstance(v, int):
-        if isinstance(v, float) and v.is_integer():
-            v = int(v)
-        else:
-            raise ValueError(f"{name}: must be an integer, got {v!r}")
-    if lo is not None and v < lo:
-        raise ValueError(f"{name}: must be >= {lo}, got {v}")
-    if hi is not None and v > hi:
-        raise ValueError(f"{name}: must be <= {hi}, got {v}")
-    return int(v)
-
-
-def _pct(d: Mapping[str, Any], key: str, where: str, default: float | None = None) -> float:
-    return _num(d, key, where, default=default, lo=0.0, hi=100.0)
-
-
-def _section(spec: Mapping[str, Any], key: str, allowed: tuple[str, ...]) -> Mapping[str, Any] | None:
-    v = spec.get(key)
-    if v is None:
-        return None
-    if not isinstance(v, Mapping):
-        raise ValueError(f"{key}: must be an object or null, got {type(v).__name__}")
-    for k in v:
-        if k not in allowed:
-            raise ValueError(f"{key}.{k}: unknown key (expected one of {', '.join(allowed)})")
-    return v
-
-
-def _dist(v: Any, name: str) -> str | None:
-    if v is None:
-        return None
-    if v not in DISTRIBUTIONS:
-        raise ValueError(f"{name}: must be one of {', '.join(DISTRIBUTIONS)} or null, got {v!r}")
-    return None if v == "uniform" else str(v)
-
-
-TOP_KEYS = (
-    "delay",
-    "loss",
-    "duplicate",
-    "corrupt",
-    "reorder",
-    "rate",
-    "slot",
-    "limit_packets",
-    "ecn",
-    "partition",
-    "seed",
-)
 
 
 @dataclass(frozen=True)
@@ -232,151 +142,67 @@ class EngineConfig:
 
     @classmethod
     def from_dict(cls, spec: Mapping[str, Any]) -> EngineConfig:
-        """Validate the impairment dict (see docs/engine.md); ValueError names the bad key."""
-        if not isinstance(spec, Mapping):
-            raise ValueError(f"spec: must be an object, got {type(spec).__name__}")
-        for k in spec:
-            if k not in TOP_KEYS:
-                raise ValueError(f"{k}: unknown key")
+        """Validate the impairment dict with the shared model (netbed.netem: ValueError
+        names the bad key) and convert it to the engine's units."""
+        return cls.from_netem(netem_from_dict(spec))
+
+    @classmethod
+    def from_netem(cls, n: Netem) -> EngineConfig:
+        """The engine's units for a validated impairment: ns, and u32 probabilities."""
         kw: dict[str, Any] = {}
-        d = _section(spec, "delay", ("delay_ms", "jitter_ms", "correlation_pct", "distribution"))
-        if d is not None:
-            kw["latency_ns"] = int(round(_num(d, "delay_ms", "delay") * 1e6))
-            kw["jitter_ns"] = int(round(_num(d, "jitter_ms", "delay", default=0.0) * 1e6))
-            if kw["jitter_ns"] > 0x7FFFFFFF:
-                raise ValueError("delay.jitter_ms: must be <= 2147.483647 (netem caps jitter to s32 ns)")
-            kw["delay_corr"] = pct_to_u32(_pct(d, "correlation_pct", "delay", 0.0))
-            kw["dist"] = _dist(d.get("distribution"), "delay.distribution")
-        d = _section(
-            spec,
-            "loss",
-            (
-                "model",
-                "pct",
-                "correlation_pct",
-                "p13_pct",
-                "p31_pct",
-                "p32_pct",
-                "p23_pct",
-                "p14_pct",
-                "p_pct",
-                "r_pct",
-                "one_minus_h_pct",
-                "one_minus_k_pct",
-            ),
-        )
-        if d is not None:
-            model = d.get("model", "random")
-            if model == "random":
-                kw["loss"] = pct_to_u32(_pct(d, "pct", "loss"))
-                kw["loss_corr"] = pct_to_u32(_pct(d, "correlation_pct", "loss", 0.0))
-                if kw["loss"]:
-                    kw["loss_model"] = "random"
-            elif model == "state":
-                p13 = _pct(d, "p13_pct", "loss")
-                p31 = _pct(d, "p31_pct", "loss")
-                p32 = _pct(d, "p32_pct", "loss", 0.0)
-                p23 = _pct(d, "p23_pct", "loss", 100.0)
-                p14 = _pct(d, "p14_pct", "loss", 0.0)
-                if p13 + p14 > 100.0:
-                    raise ValueError("loss.p13_pct: p13 + p14 must be <= 100")
-                if p31 + p32 > 100.0:
-                    raise ValueError("loss.p31_pct: p31 + p32 must be <= 100")
-                kw["loss_model"] = "state"
-                # netem a1..a5 = p13, p31, p32, p14, p23
-                kw["clg"] = (
-                    pct_to_u32(p13),
-                    pct_to_u32(p31),
-                    pct_to_u32(p32),
-                    pct_to_u32(p14),
-                    pct_to_u32(p23),
-                )
-            elif model == "gemodel":
-                p = _pct(d, "p_pct", "loss")
-                r = _pct(d, "r_pct", "loss", 100.0)
-                one_minus_h = _pct(d, "one_minus_h_pct", "loss", 100.0)
-                one_minus_k = _pct(d, "one_minus_k_pct", "loss", 0.0)
-                kw["loss_model"] = "gemodel"
-                # tc passes h = 0xffffffff - (1-h) to the kernel; a4 is 1-k as given.
-                kw["clg"] = (
-                    pct_to_u32(p),
-                    pct_to_u32(r),
-                    U32_MAX - pct_to_u32(one_minus_h),
-                    pct_to_u32(one_minus_k),
-                    0,
-                )
-            else:
-                raise ValueError(f"loss.model: must be random, state or gemodel, got {model!r}")
-        d = _section(spec, "duplicate", ("pct", "correlation_pct"))
-        if d is not None:
-            kw["duplicate"] = pct_to_u32(_pct(d, "pct", "duplicate"))
-            kw["dup_corr"] = pct_to_u32(_pct(d, "correlation_pct", "duplicate", 0.0))
-        d = _section(spec, "corrupt", ("pct", "correlation_pct"))
-        if d is not None:
-            kw["corrupt"] = pct_to_u32(_pct(d, "pct", "corrupt"))
-            kw["corrupt_corr"] = pct_to_u32(_pct(d, "correlation_pct", "corrupt", 0.0))
-        d = _section(spec, "reorder", ("pct", "correlation_pct", "gap"))
-        if d is not None:
-            kw["reorder"] = pct_to_u32(_pct(d, "pct", "reorder"))
-            kw["reorder_corr"] = pct_to_u32(_pct(d, "correlation_pct", "reorder", 0.0))
-            gap = _int(d, "gap", "reorder", default=0)
-            # tc: "reorder P" without gap means gap 1 (every packet is a candidate).
-            kw["gap"] = gap if gap > 0 else (1 if kw["reorder"] else 0)
-        d = _section(
-            spec, "rate", ("bits_per_s", "packet_overhead_bytes", "cell_size_bytes", "cell_overhead_bytes")
-        )
-        if d is not None:
-            bits = _int(d, "bits_per_s", "rate", lo=0)
-            if 0 < bits < 8:
-                raise ValueError("rate.bits_per_s: must be 0 or >= 8")
-            kw["rate_bytes_per_s"] = bits // 8  # tc converts bit/s to the kernel's byte/s
-            kw["packet_overhead"] = _int(d, "packet_overhead_bytes", "rate", default=0, lo=-0x7FFFFFFF)
-            kw["cell_size"] = _int(d, "cell_size_bytes", "rate", default=0, lo=0)
-            kw["cell_overhead"] = _int(d, "cell_overhead_bytes", "rate", default=0, lo=-0x7FFFFFFF)
-        d = _section(
-            spec,
-            "slot",
-            (
-                "min_delay_ms",
-                "max_delay_ms",
-                "distribution",
-                "delay_ms",
-                "jitter_ms",
-                "max_packets",
-                "max_bytes",
-            ),
-        )
-        if d is not None:
-            sdist = d.get("distribution")
-            if sdist is not None:
-                if sdist not in DISTRIBUTIONS:
-                    raise ValueError(f"slot.distribution: must be one of {', '.join(DISTRIBUTIONS)} or null")
+        if n.delay is not None:
+            kw["latency_ns"] = ms_to_ns(n.delay.delay_ms)
+            kw["jitter_ns"] = min(0x7FFFFFFF, ms_to_ns(n.delay.jitter_ms))  # netem: s32 ns
+            kw["delay_corr"] = pct_to_u32(n.delay.correlation_pct)
+            kw["dist"] = n.delay.distribution  # None = netem's default (uniform)
+        loss = n.loss
+        if isinstance(loss, RandomLoss):
+            kw["loss"] = pct_to_u32(loss.pct)
+            kw["loss_corr"] = pct_to_u32(loss.correlation_pct)
+            if kw["loss"]:
+                kw["loss_model"] = "random"
+        elif isinstance(loss, StateLoss):
+            kw["loss_model"] = "state"
+            # netem a1..a5 = p13, p31, p32, p14, p23
+            kw["clg"] = tuple(pct_to_u32(p) for p in (loss.p13_pct, loss.p31_pct, loss.p32_pct,
+                                                        loss.p14_pct, loss.p23_pct))
+        elif isinstance(loss, GemodelLoss):
+            kw["loss_model"] = "gemodel"
+            # tc passes h = 0xffffffff - (1-h) to the kernel; a4 is 1-k as given.
+            kw["clg"] = (pct_to_u32(loss.p_pct), pct_to_u32(loss.r_pct),
+                         U32_MAX - pct_to_u32(loss.one_minus_h_pct), pct_to_u32(loss.one_minus_k_pct), 0)
+        if n.duplicate is not None:
+            kw["duplicate"] = pct_to_u32(n.duplicate.pct)
+            kw["dup_corr"] = pct_to_u32(n.duplicate.correlation_pct)
+        if n.corrupt is not None:
+            kw["corrupt"] = pct_to_u32(n.corrupt.pct)
+            kw["corrupt_corr"] = pct_to_u32(n.corrupt.correlation_pct)
+        if n.reorder is not None:
+            kw["reorder"] = pct_to_u32(n.reorder.pct)
+            kw["reorder_corr"] = pct_to_u32(n.reorder.correlation_pct)
+            kw["gap"] = n.reorder.gap if kw["reorder"] else 0
+        if n.rate is not None:
+            kw["rate_bytes_per_s"] = n.rate.bits_per_s // 8  # tc converts bit/s to the kernel's byte/s
+            kw["packet_overhead"] = n.rate.packet_overhead_bytes
+            kw["cell_size"] = n.rate.cell_size_bytes
+            kw["cell_overhead"] = n.rate.cell_overhead_bytes
+        slot = n.slot
+        if slot is not None:
+            if slot.distribution is not None:
                 kw["slot_with_dist"] = True
-                kw["slot_dist"] = None if sdist == "uniform" else sdist
-                kw["slot_dist_delay_ns"] = int(round(_num(d, "delay_ms", "slot") * 1e6))
-                kw["slot_dist_jitter_ns"] = min(0x7FFFFFFF, int(round(_num(d, "jitter_ms", "slot") * 1e6)))
+                kw["slot_dist"] = None if slot.distribution == "uniform" else slot.distribution
+                kw["slot_dist_delay_ns"] = ms_to_ns(slot.delay_ms or 0.0)
+                kw["slot_dist_jitter_ns"] = min(0x7FFFFFFF, ms_to_ns(slot.jitter_ms or 0.0))
             else:
-                mn = _num(d, "min_delay_ms", "slot")
-                mx = _num(d, "max_delay_ms", "slot", default=mn)
-                if mx < mn:
-                    raise ValueError("slot.max_delay_ms: must be >= slot.min_delay_ms")
-                kw["slot_min_ns"] = int(round(mn * 1e6))
-                kw["slot_max_ns"] = int(round(mx * 1e6))
-            kw["slot_max_packets"] = _int(d, "max_packets", "slot", default=0)
-            kw["slot_max_bytes"] = _int(d, "max_bytes", "slot", default=0)
-        kw["limit"] = _int(spec, "limit_packets", "", default=DEFAULT_LIMIT, lo=0)
-        for key in ("ecn", "partition"):
-            v = spec.get(key, False)
-            if v is None:
-                v = False
-            if not isinstance(v, bool):
-                raise ValueError(f"{key}: must be true or false, got {v!r}")
-            kw[key] = v
-        seed = spec.get("seed")
-        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
-            raise ValueError(f"seed: must be an integer or null, got {seed!r}")
-        kw["seed"] = seed
-        return cls(**kw)
+                kw["slot_min_ns"] = ms_to_ns(slot.min_delay_ms)
+                kw["slot_max_ns"] = ms_to_ns(slot.max_delay_ms)
+            kw["slot_max_packets"] = slot.max_packets or 0
+            kw["slot_max_bytes"] = slot.max_bytes or 0
+        return cls(**kw, limit=n.limit_packets, ecn=n.ecn, partition=n.partition, seed=n.seed)
+
+
+def ms_to_ns(ms: float) -> int:
+    return int(round(ms * 1e6))
 
 
 # --------------------------------------------------------------------------------------
