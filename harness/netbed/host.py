@@ -42,6 +42,11 @@ class Host:
     def __repr__(self) -> str:
         return f"<Host {self.name} {self.ipv4} {self.ipv6}>"
 
+    @property
+    def control_port(self) -> int:
+        """The host port (on 127.0.0.1) where this host's agent listens."""
+        return self._conn.address[1]
+
     def address(self, family: int = socket.AF_INET) -> str:
         """This host's data-plane address for `family`."""
         return self.ipv6 if family == socket.AF_INET6 else self.ipv4

@@ -231,7 +231,7 @@ class Testbed:
                     host = self._hosts.get(name) or self._connect(name, container)
                     self._hosts[name] = host
                     entry["agent"] = "answering" if host.ping() else "not answering"
-                    entry["control_port"] = host._conn.address[1]
+                    entry["control_port"] = host.control_port
                 except NetbedError as exc:
                     entry["agent"] = f"not answering: {exc}"
             report["hosts"][name] = entry

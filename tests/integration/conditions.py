@@ -92,14 +92,11 @@ def impair_counts(router: Any) -> dict[str, int]:
     """The router's impairment counters ("seen", "dropped", "duplicated", "corrupted",
     "reordered", ...; packets) summed over both directions.
 
-    Read from the engine's per-direction counters (``impair_status()["engine"]``) when the
-    backend reports them there, else from ``impair_status()["directions"][d]["stats"]``.
+    Read from ``impair_status()["directions"][d]["stats"]``.
     """
-    status = router.impair_status()
-    per_direction = (status.get("engine") or {}).get("directions") or {
-        d: entry.get("stats") or {} for d, entry in status.get("directions", {}).items()}
     totals: dict[str, int] = {}
-    for stats in per_direction.values():
+    for entry in router.impair_status()["directions"].values():
+        stats = entry.get("stats")
         for key, value in (stats or {}).items():
             if isinstance(value, int) and not isinstance(value, bool) and key not in ("queue_num", "seed"):
                 totals[key] = totals.get(key, 0) + value

@@ -78,7 +78,7 @@ def test_no_route_out_of_the_testbed(testbed: Testbed, name: str, outside: str) 
 
 def test_agent_survives_garbage(testbed: Testbed) -> None:
     """Malformed requests get error responses; the agent keeps answering on the same connection."""
-    port = testbed.client._conn.address[1]
+    port = testbed.client.control_port
     with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
         stream = sock.makefile("rwb")
         garbage = [b"\x00\xff\xfe not json\n", b"[1,2,3]\n", b'{"op": 42}\n', b'{"op": "no_such_op"}\n',

@@ -40,7 +40,6 @@ Standard library only (the router image has python3, iproute2, iptables and etht
 
 from __future__ import annotations
 
-import ipaddress
 import json
 import os
 import subprocess
@@ -51,6 +50,7 @@ from typing import Any
 from netbed.netem import Netem, from_dict, to_tc_args
 from netbed.netem.model import GemodelLoss, RandomLoss, StateLoss
 
+from .interfaces import InterfaceError, find_interfaces
 from .match import normalize_match, proto_number
 
 __all__ = [
@@ -338,37 +338,6 @@ def _counters(q: Mapping[str, Any] | None) -> dict[str, Any] | None:
 # the backend
 
 
-def find_interfaces(nets: Mapping[str, str | None], addresses: list[dict[str, Any]]) -> dict[str, str]:
-    """``{"client": IF, "server": IF}`` from ``ip -j addr show`` output: the interface holding an
-    address in each side's subnets (``{"client4": ..., "client6": ..., "server4": ..., ...}``)."""
-    found: dict[str, str] = {}
-    for side in ("client", "server"):
-        names: set[str] = set()
-        for net_s in (nets.get(f"{side}4"), nets.get(f"{side}6")):
-            if not net_s:
-                continue
-            net = ipaddress.ip_network(net_s, strict=False)
-            for link in addresses:
-                for a in link.get("addr_info", []):
-                    try:
-                        addr = ipaddress.ip_address(a.get("local", ""))
-                    except ValueError:
-                        continue
-                    if addr.version == net.version and addr in net:
-                        names.add(link["ifname"])
-        wanted = ", ".join(n for n in (nets.get(f"{side}4"), nets.get(f"{side}6")) if n)
-        if not names:
-            raise KernelBackendError(f"no interface has an address in the {side} subnet ({wanted})")
-        if len(names) > 1:
-            raise KernelBackendError(f"several interfaces have addresses in the {side} subnet ({wanted}): "
-                                     f"{', '.join(sorted(names))}")
-        found[side] = names.pop()
-    if found["client"] == found["server"]:
-        raise KernelBackendError(f"the client and server subnets are both on {found['client']}: "
-                                 "the router needs one interface per side")
-    return found
-
-
 class KernelBackend:
     """Impairments per direction with the kernel's netem qdisc (see the module docstring).
 
@@ -388,7 +357,10 @@ class KernelBackend:
     ) -> None:
         self._run_cmd = runner or run_command
         self.nets = {"client4": client_net4, "server4": server_net4, "client6": client_net6, "server6": server_net6}
-        ifs = find_interfaces(self.nets, _loads(self._tc_out(["ip", "-j", "addr", "show"])))
+        try:
+            ifs = find_interfaces(self.nets, _loads(self._tc_out(["ip", "-j", "addr", "show"])))
+        except InterfaceError as exc:
+            raise KernelBackendError(str(exc)) from None
         self.client_if = ifs["client"]
         self.server_if = ifs["server"]
         self.offloads: dict[str, str] = {}

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import argparse
 import errno
-import ipaddress
 import json
 import logging
 import os
@@ -39,6 +38,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from .engine import NF_ACCEPT, Engine, EngineConfig, HeldQueue
+from .interfaces import find_interfaces, read_addresses
 from .match import PROTOCOLS, normalize_match
 from .nfqueue import (
     MAX_COPY_RANGE,
@@ -73,31 +73,6 @@ _ERRNO = struct.Struct("=i")  # nlmsgerr.error (negative errno)
 # --------------------------------------------------------------------------------------
 # Interfaces and rules
 # --------------------------------------------------------------------------------------
-def find_interfaces(client_net: str, server_net: str, *, ip_cmd: Sequence[str] = ("ip",)) -> tuple[str, str]:
-    """Names of the interfaces holding an address in ``client_net`` and ``server_net``.
-
-    The subnets are CIDR strings (IPv4 or IPv6, e.g. ``10.77.0.0/24``); interface names
-    are never assumed.  Raises LookupError if either subnet is on no interface.
-    """
-    cnet = ipaddress.ip_network(client_net, strict=False)
-    snet = ipaddress.ip_network(server_net, strict=False)
-    out = subprocess.run([*ip_cmd, "-j", "addr", "show"], check=True, capture_output=True, text=True).stdout
-    found: dict[str, str] = {}
-    for link in json.loads(out or "[]"):
-        for a in link.get("addr_info", []):
-            try:
-                addr = ipaddress.ip_address(a["local"])
-            except (KeyError, ValueError):
-                continue
-            for key, net in (("client", cnet), ("server", snet)):
-                if addr.version == net.version and addr in net:
-                    found.setdefault(key, link["ifname"])
-    missing = [n for k, n in (("client", client_net), ("server", server_net)) if k not in found]
-    if missing:
-        raise LookupError(f"no interface has an address in {', '.join(missing)}")
-    return found["client"], found["server"]
-
-
 def disable_offloads(ifname: str) -> str:
     """``ethtool -K IF gro off gso off tso off`` so impairments act per wire packet.
 
@@ -453,18 +428,14 @@ class UserspaceBackend:
     ) -> None:
         """Find the client- and server-side interfaces by subnet (IPv4, else IPv6) and
         turn their offloads off.  Nothing is queued until ``apply``."""
-        try:
-            self.client_if, self.server_if = find_interfaces(client_net4, server_net4)
-        except LookupError:
-            if not (client_net6 and server_net6):
-                raise
-            self.client_if, self.server_if = find_interfaces(client_net6, server_net6)
         self.nets = {
             "client4": client_net4,
             "server4": server_net4,
             "client6": client_net6,
             "server6": server_net6,
         }
+        found = find_interfaces(self.nets, read_addresses())
+        self.client_if, self.server_if = found["client"], found["server"]
         self.offloads: dict[str, str] = {}
         if offloads_off:
             for ifname in (self.client_if, self.server_if):
