@@ -133,6 +133,20 @@ def test_gilbert_elliott_bursts_match_the_model(client: Host, server: Host, rout
     assert mean - half <= 4.0 <= mean + half, f"mean burst {mean:.2f} ± {half:.2f} over {len(bursts)} bursts"
 
 
+def test_slot_releases_packets_in_bursts(client: Host, server: Host, router: Router) -> None:
+    """slot 20ms 20ms: packets leave only at slot starts, 20 ms apart, so 1 s of traffic at
+    1000 pps arrives as ~50 bursts (gaps >= 10 ms between arrivals; none on a clean path) and
+    no packet waits longer than a slot (99th percentile <= 21 ms, 1 ms for scheduling)."""
+    with router.impair("slot 20ms 20ms", direction="to-server"):
+        arrivals = run_sequence(client, server, 1000, 1000)
+    assert len(arrivals) == 1000
+    recv_ns = [int(a[2]) for a in arrivals]
+    bursts = sum(1 for a, b in zip(recv_ns, recv_ns[1:], strict=False) if b - a >= 10_000_000)
+    assert 40 <= bursts <= 55, f"{bursts} gaps of >= 10 ms, expected about 50"
+    p99 = sorted(one_way_delays_ms(arrivals))[int(0.99 * len(arrivals))]
+    assert p99 <= 21.0, f"99th percentile one-way delay {p99:.1f} ms"
+
+
 def test_rate_limits_tcp_goodput(client: Host, server: Host, router: Router) -> None:
     """rate 5mbit (to-server): TCP goodput within 10% of 5 Mbit/s (less the 1448/1500
     header share of each full-size segment)."""
