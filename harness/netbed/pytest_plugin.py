@@ -26,7 +26,7 @@ from . import engine, images
 from .compose import COMPOSE_FILE, compose_command
 from .host import Host, Router
 from .profiles import profile
-from .testbed import READY_TIMEOUT_S, Testbed
+from .testbed import DOWN_ARGS, Testbed, up_args
 from .topology import DEFAULT_INSTANCE
 
 
@@ -79,14 +79,14 @@ def docker_compose_project_name(netbed_testbed_object: Testbed) -> str:
 def docker_setup(netbed_reused: bool) -> list[str]:
     if netbed_reused:
         return []
-    return [f"up --build --detach --wait --wait-timeout {int(READY_TIMEOUT_S)} --remove-orphans"]
+    return [shlex.join(up_args(build=True))]
 
 
 @pytest.fixture(scope="session")
 def docker_cleanup(netbed_reused: bool, pytestconfig: pytest.Config) -> list[str]:
     if netbed_reused or pytestconfig.getoption("--keep-testbed"):
         return []
-    return ["down --volumes --remove-orphans --timeout 2"]
+    return [shlex.join(DOWN_ARGS)]
 
 
 # -- our fixtures -------------------------------------------------------------

@@ -30,6 +30,16 @@ CONTROL_PORT = "7000/tcp"
 READY_TIMEOUT_S = 60.0
 
 
+def up_args(build: bool = True) -> list[str]:
+    """`compose up` arguments: detached, waiting for every health check, orphans removed."""
+    args = ["up", "--detach", "--wait", "--wait-timeout", str(int(READY_TIMEOUT_S)), "--remove-orphans"]
+    return [*args, "--build"] if build else args
+
+
+#: `compose down` arguments: containers, networks and volumes, without a long stop grace.
+DOWN_ARGS = ["down", "--volumes", "--remove-orphans", "--timeout", "2"]
+
+
 def _progress(message: str) -> None:
     print(f"netbed: {message}", file=sys.stderr, flush=True)
 
@@ -103,9 +113,7 @@ class Testbed:
         env_extra = {"NETBED_BASE_IMAGE": base}
         compose = self.compose()
         compose.env.update(env_extra)
-        args = ["up", "--detach", "--wait", "--wait-timeout", str(int(READY_TIMEOUT_S)), "--remove-orphans"]
-        if build:
-            args.append("--build")
+        args = up_args(build)
         verb = "updating running" if was_running else "starting"
         _progress(f"{verb} testbed '{self.instance}' (subnets {self.topology.client_side.net4}, "
                   f"{self.topology.server_side.net4})")
@@ -123,7 +131,7 @@ class Testbed:
         """Stop and remove the hosts, networks and volumes; idempotent."""
         self.close_connections()
         try:
-            self.compose().run(["down", "--volumes", "--remove-orphans", "--timeout", "2"])
+            self.compose().run(DOWN_ARGS)
         finally:
             # Belt and braces: whatever compose missed (a crashed run, a
             # renamed file) is found by label.
