@@ -176,11 +176,12 @@ class RemoteSocket:
         return self._call("send_sequence", **args)
 
     def start_recv_sequence(self, duration_s: float = 10.0, expect: int | None = None,
-                            idle_s: float = 1.0) -> Job:
+                            idle_s: float = 1.0, record_tos: bool = False) -> Job:
         """Start receiving sequence messages in the background; `.wait()` returns
-        {"arrivals": [[seq, send_ns, recv_ns, size, crc_ok], ...], "foreign": n}."""
+        {"arrivals": [[seq, send_ns, recv_ns, size, crc_ok(, tos)], ...], "foreign": n};
+        `record_tos` (IPv4) adds each datagram's IP TOS byte (ECN in its low 2 bits)."""
         return self.host.start("recv_sequence", fd=self.fd, duration_s=duration_s,
-                               expect=expect, idle_s=idle_s)
+                               expect=expect, idle_s=idle_s, record_tos=record_tos or None)
 
     def start_stream_recv(self, timeout: float = 60.0, bufsize: int = 65536) -> Job:
         """Start reading to end of stream; `.wait()` returns bytes, sha256, read sizes."""

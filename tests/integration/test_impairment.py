@@ -147,6 +147,28 @@ def test_slot_releases_packets_in_bursts(client: Host, server: Host, router: Rou
     assert p99 <= 21.0, f"99th percentile one-way delay {p99:.1f} ms"
 
 
+@pytest.mark.parametrize(("tos", "ect"), [(0x02, True), (0x00, False)], ids=["ect0", "not-ect"])
+def test_ecn_marks_instead_of_dropping(client: Host, server: Host, router: Router, tos: int, ect: bool) -> None:
+    """loss 20% ecn: an ECN-capable datagram (ECT(0)) that loss picks is marked CE and
+    delivered, not dropped; a non-ECT one is dropped.  The affected fraction (CE marks, or
+    losses) has a 99% interval containing 20%."""
+    n = 4000
+    tx, rx, dest = udp_pair(client, server)
+    tx.setsockopt("IPPROTO_IP", "IP_TOS", tos)
+    with pytest.warns(NetemLintWarning, match="ECN-capable"):
+        handle = router.impair(seeded(router, "loss 20% ecn"), direction="to-server")
+    with handle:
+        job = rx.start_recv_sequence(duration_s=n / 4000 + 10, idle_s=1.0, record_tos=True)
+        tx.send_sequence(n, size=64, rate_pps=4000, address=dest)
+        arrivals = job.wait()["arrivals"]
+    d = delivery(arrivals, n)
+    marked = sum(1 for a in arrivals if a[5] & 0x3 == 0x3)
+    affected = marked if ect else d.lost
+    assert (d.lost if ect else marked) == 0
+    ok, interval = rate_in_interval(affected, n, 0.20)
+    assert ok, f"{affected} of {n} {'marked CE' if ect else 'lost'}, 99% CI {interval} excludes 20%"
+
+
 def test_rate_limits_tcp_goodput(client: Host, server: Host, router: Router) -> None:
     """rate 5mbit (to-server): TCP goodput within 10% of 5 Mbit/s (less the 1448/1500
     header share of each full-size segment)."""

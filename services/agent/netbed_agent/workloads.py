@@ -104,14 +104,19 @@ def op_recv_sequence(args: Args) -> dict[str, Any]:
     have arrived, or nothing arrived for `idle_s` after the first one.
 
     Returns every arrival as [seq, send_ns, recv_ns, size, crc_ok], in arrival
-    order, plus the count of datagrams that were not sequence messages.
+    order, plus the count of datagrams that were not sequence messages.  With
+    `record_tos` (IPv4), each arrival also carries the IP TOS byte it came
+    with (IP_RECVTOS), whose low two bits are the ECN field (3 = CE).
     """
     sock = _sock(args)
     duration = args.float("duration_s", 10.0, maximum=600.0)
     expect = args.opt_int("expect", minimum=1, maximum=MAX_COUNT)
     idle = args.float("idle_s", 1.0, maximum=600.0)
     bufsize = args.int("bufsize", 65536, minimum=HEADER.size, maximum=1 << 20)
+    record_tos = args.bool("record_tos", False)
     args.finish()
+    if record_tos:
+        sock.setsockopt(socket.IPPROTO_IP, socket.IP_RECVTOS, 1)
     arrivals: list[list[Any]] = []
     foreign = 0
     end = time.monotonic() + duration
@@ -121,8 +126,14 @@ def op_recv_sequence(args: Args) -> dict[str, Any]:
         if remaining <= 0:
             break
         sock.settimeout(min(remaining, idle) if arrivals else remaining)
+        tos = None
         try:
-            data = sock.recv(bufsize)
+            if record_tos:
+                data, ancillary, _flags, _addr = sock.recvmsg(bufsize, socket.CMSG_SPACE(1))
+                tos = next((item[2][0] for item in ancillary
+                            if item[:2] == (socket.IPPROTO_IP, socket.IP_TOS) and item[2]), None)
+            else:
+                data = sock.recv(bufsize)
         except TimeoutError:
             if arrivals:
                 break
@@ -133,7 +144,7 @@ def op_recv_sequence(args: Args) -> dict[str, Any]:
             continue
         _magic, seq, send_ns, crc = HEADER.unpack_from(data)
         ok = message_intact(data, crc)
-        arrivals.append([seq, send_ns, recv_ns, len(data), ok])
+        arrivals.append([seq, send_ns, recv_ns, len(data), ok] + ([tos] if record_tos else []))
         if expect is not None and len(arrivals) >= expect:
             break
     return {"arrivals": arrivals, "foreign": foreign}
