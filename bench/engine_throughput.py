@@ -92,7 +92,8 @@ def topo_down() -> None:
 # The router side: rules + one QueueWorker per direction, in its own process in NS_R.
 ROUTER_CODE = textwrap.dedent("""
     import json, sys, time
-    from netbed_router.backend_userspace import QueueWorker, Rules, rule_args
+    from netbed_router.rules import Rules, rule_args
+    from netbed_router.worker import QueueWorker
     from netbed_router.engine import Engine, EngineConfig
     from netbed_router.stats import DirectionStats
     spec = json.loads(sys.argv[1])

@@ -20,8 +20,8 @@ from netbed_router.engine import (  # noqa: E402
     NF_DROP,
     Engine,
     EngineConfig,
-    dist_value,
 )
+from netbed_router.randomness import dist_value  # noqa: E402
 
 MS = 1_000_000
 

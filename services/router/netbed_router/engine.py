@@ -49,13 +49,14 @@ import os
 import random
 from collections.abc import Mapping
 from dataclasses import dataclass
-from statistics import NormalDist
 from typing import Any
 
 from netbed.netem import Netem
 from netbed.netem import from_dict as netem_from_dict
 from netbed.netem.model import GemodelLoss, RandomLoss, StateLoss
 
+from .packets import ecn_set_ce, ip_header_len
+from .randomness import CRandom, tabledist
 from .stats import DirectionStats
 
 NF_DROP = 0
@@ -64,14 +65,7 @@ NF_ACCEPT = 1
 U32_MAX = 0xFFFFFFFF
 #: Link-layer header a netem qdisc on an Ethernet device counts in the packet length.
 L2_HEADER_BYTES = 14
-#: iproute2's distribution tables hold s16 values in units of sigma/NETEM_DIST_SCALE.
-NETEM_DIST_SCALE = 8192
-DIST_MAX = 32767 / NETEM_DIST_SCALE
-DIST_MIN = -32768 / NETEM_DIST_SCALE
-DISTRIBUTIONS = ("uniform", "normal", "pareto", "paretonormal")
 DEFAULT_LIMIT = 1000
-
-_NORMAL = NormalDist()
 
 
 def pct_to_u32(pct: float) -> int:
@@ -206,61 +200,6 @@ def ms_to_ns(ms: float) -> int:
 
 
 # --------------------------------------------------------------------------------------
-# Random sources
-# --------------------------------------------------------------------------------------
-class CRandom:
-    """netem's correlated random generator (``get_crandom``) over a shared u32 source.
-
-    ``rho`` is the correlation as a u32 (0 = independent draws).
-    """
-
-    __slots__ = ("rho", "last", "_bits")
-
-    def __init__(self, rho: int, rng: random.Random) -> None:
-        self.rho = rho
-        self._bits = rng.getrandbits
-        self.last = rng.getrandbits(32)  # netem: init_crandom seeds 'last' at random
-
-    def next(self) -> int:
-        value = self._bits(32)
-        if self.rho == 0:
-            return value
-        rho = self.rho + 1
-        answer = (value * ((1 << 32) - rho) + self.last * rho) >> 32
-        self.last = answer
-        return answer
-
-
-def dist_value(dist: str | None, rnd: int) -> float:
-    """The standardized value (units of sigma) of netem's table ``dist`` at u32 ``rnd``.
-
-    Analytic versions of iproute2's netem/{normal,pareto,paretonormal}.c: the table is the
-    inverse CDF sampled uniformly, values clamped to the s16 range (±4 sigma).
-    """
-    u = (rnd + 0.5) / 4294967296.0
-    if dist == "normal":
-        z = _NORMAL.inv_cdf(u)
-    elif dist == "pareto":
-        z = min(DIST_MAX, ((1.0 - u) ** (-1.0 / 3.0) - 1.5) * (4.0 / 3.0))
-    elif dist == "paretonormal":
-        par = min(DIST_MAX, ((1.0 - u) ** (-1.0 / 3.0) - 1.5) * (4.0 / 3.0))
-        z = (_NORMAL.inv_cdf(u) + 3.0 * par) / 4.0
-    else:
-        raise ValueError(f"unknown distribution {dist!r}")
-    return max(DIST_MIN, min(DIST_MAX, z))
-
-
-def tabledist(mu: int, sigma: int, state: CRandom | None, rng: random.Random, dist: str | None) -> int:
-    """netem ``tabledist``: a delay in ns with mean ``mu`` and spread ``sigma`` (ns)."""
-    if sigma == 0:
-        return mu
-    rnd = state.next() if state is not None else rng.getrandbits(32)
-    if dist is None:
-        return (rnd % (2 * sigma)) + mu - sigma
-    return mu + int(round(sigma * dist_value(dist, rnd)))
-
-
-# --------------------------------------------------------------------------------------
 # Held packets
 # --------------------------------------------------------------------------------------
 class HeldQueue:
@@ -293,56 +232,6 @@ class HeldQueue:
         if not self.heap:
             self.last_tts = None
         return item
-
-
-# --------------------------------------------------------------------------------------
-# IP helpers
-# --------------------------------------------------------------------------------------
-def ip_header_len(data: bytes | bytearray | memoryview) -> int:
-    """Length in bytes of the IP header (IPv4 IHL, or IPv6's fixed 40)."""
-    if not data:
-        return 0
-    if data[0] >> 4 == 4:
-        return (data[0] & 0x0F) * 4
-    return 40
-
-
-def _ipv4_checksum(hdr: bytearray) -> int:
-    s = 0
-    for i in range(0, len(hdr), 2):
-        s += (hdr[i] << 8) | hdr[i + 1]
-    while s >> 16:
-        s = (s & 0xFFFF) + (s >> 16)
-    return ~s & 0xFFFF
-
-
-def ecn_set_ce(data: bytes | bytearray | memoryview) -> bytearray | None:
-    """A copy of the IP packet with ECN set to CE, or None if it is not ECN-capable.
-
-    Like the kernel's INET_ECN_set_ce: Not-ECT cannot be marked; ECT(0)/ECT(1) become CE;
-    CE stays CE.  Fixes the IPv4 header checksum.
-    """
-    if len(data) < 20:
-        return None
-    version = data[0] >> 4
-    if version == 4:
-        if data[1] & 0x03 == 0:
-            return None
-        buf = bytearray(data)
-        buf[1] |= 0x03
-        ihl = (buf[0] & 0x0F) * 4
-        buf[10] = buf[11] = 0
-        csum = _ipv4_checksum(buf[:ihl])
-        buf[10] = csum >> 8
-        buf[11] = csum & 0xFF
-        return buf
-    if version == 6 and len(data) >= 40:
-        if (data[1] >> 4) & 0x03 == 0:
-            return None
-        buf = bytearray(data)
-        buf[1] |= 0x30
-        return buf
-    return None
 
 
 # --------------------------------------------------------------------------------------

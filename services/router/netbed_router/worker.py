@@ -1,0 +1,256 @@
+"""One NFQUEUE queue's worker thread: read packets, let the engine decide, send
+verdicts and duplicate copies, release held packets when they are due."""
+
+from __future__ import annotations
+
+import errno
+import logging
+import select
+import socket
+import struct
+import threading
+import time
+
+from .engine import NF_ACCEPT, Engine, EngineConfig, HeldQueue
+from .nfqueue import MAX_COPY_RANGE, NFQNL_MSG_PACKET, NLMSG_ERROR, NfQueue, parse_packet
+from .stats import DirectionStats
+
+log = logging.getLogger("netbed.router.userspace")
+
+#: Kernel-side queue length (packets awaiting our verdict, held ones included).  The
+#: engine's own ``limit_packets`` applies first; this is the memory safety net.
+KERNEL_QUEUE_MAXLEN = 32768
+#: How often an idle worker wakes up to notice stop/flush requests (s).
+IDLE_WAKE_S = 0.05
+#: Packets read without blocking before verdicts are sent in one datagram.
+DRAIN_BATCH = 64
+#: Largest verdict datagram (bytes); netlink refuses messages above the socket sndbuf.
+MAX_SEND_BYTES = 256 * 1024
+
+_ACCEPT_BE = NF_ACCEPT.to_bytes(4, "big")
+_MSG_HDR = struct.Struct("=IH")  # nlmsghdr length, type
+_ERRNO = struct.Struct("=i")  # nlmsgerr.error (negative errno)
+
+
+class QueueWorker:
+    """Runs one NFQUEUE queue through an ``Engine`` in a daemon thread.
+
+    ``set_engine`` swaps the engine atomically (held packets stay held, like
+    ``tc qdisc change``); the next packet read uses the new engine.
+    """
+
+    def __init__(
+        self, queue_num: int, name: str, *, batch_verdicts: bool = True, busy_poll_s: float = 0.0
+    ) -> None:
+        """busy_poll_s: keep polling (100% of a CPU) for this long after each packet before
+        sleeping in recv; 0 = always sleep."""
+        self.name = name
+        self.busy_poll_s = busy_poll_s
+        self.q = NfQueue(
+            queue_num, copy_range=MAX_COPY_RANGE, max_len=KERNEL_QUEUE_MAXLEN, recv_timeout_s=IDLE_WAKE_S
+        )
+        self.held = HeldQueue()
+        self.engine = Engine(EngineConfig(seed=0), self.held, DirectionStats())
+        self.batch_verdicts = batch_verdicts
+        self._raw4: socket.socket | None = None
+        self._raw6: socket.socket | None = None
+        self._stop = False
+        self._flush_requested = False
+        self._flushed = threading.Event()
+        self.fatal: str | None = None
+        self._thread = threading.Thread(target=self._run, name=f"nfq-{name}", daemon=True)
+        self._thread.start()
+
+    @property
+    def alive(self) -> bool:
+        return self._thread.is_alive()
+
+    def set_engine(self, engine: Engine) -> None:
+        self.engine = engine
+
+    def flush(self, timeout_s: float = 2.0) -> bool:
+        """Release every held packet now (from the worker thread); True when done."""
+        self._flushed.clear()
+        self._flush_requested = True
+        return self._flushed.wait(timeout_s)
+
+    def stop(self) -> None:
+        self._stop = True
+        self._thread.join(timeout=2.0)
+        for s in (self._raw4, self._raw6):
+            if s is not None:
+                s.close()
+        self.q.close()
+
+    # -- the loop -------------------------------------------------------------------------
+    def _run(self) -> None:
+        try:
+            self._loop()
+        except BaseException as exc:  # never die silently
+            if not self._stop:
+                self.fatal = repr(exc)
+                self.engine.stats.errors += 1
+                self.engine.stats.last_error = self.fatal
+                log.exception("%s: engine thread died", self.name)
+
+    def _loop(self) -> None:
+        q = self.q
+        sock = q.sock
+        fd = q.fileno()
+        buf = bytearray(1 << 18)
+        mv = memoryview(buf)
+        recv_into = sock.recv_into
+        heap = self.held.heap
+        accept_ids: list[int] = []
+        dontwait = socket.MSG_DONTWAIT
+        spin_ns = int(self.busy_poll_s * 1e9)
+        last_pkt = 0
+        while not self._stop:
+            eng = self.engine
+            try:
+                if self._flush_requested:
+                    self._flush_requested = False
+                    eng.flush_all()
+                    self._send(eng, accept_ids)
+                    self._flushed.set()
+                if q.pending:
+                    for msg in q.pending:
+                        mbuf = bytearray(msg)
+                        self._handle(eng, mbuf, memoryview(mbuf), len(mbuf), accept_ids)
+                    q.pending.clear()
+                    self._send(eng, accept_ids)
+                if heap:
+                    eng.release(time.monotonic_ns())
+                    if eng.out or eng.inject:
+                        self._send(eng, accept_ids)
+                    wake = eng.next_wakeup_ns()
+                    if wake is not None:
+                        wait = wake - time.monotonic_ns()
+                        if wait <= 0:
+                            # Due already: release it now.  Falling through to the
+                            # blocking recv would hold it until the next packet came.
+                            continue
+                        r, _, _ = select.select([fd], [], [], min(wait / 1e9, IDLE_WAKE_S))
+                        if not r:
+                            continue
+                if spin_ns and time.monotonic_ns() - last_pkt < spin_ns:
+                    # Busy-poll while traffic flows: waking a sleeping thread costs
+                    # milliseconds now and then on a loaded/virtual CPU (see docs/engine.md).
+                    try:
+                        n = recv_into(buf, 0, dontwait)
+                    except (BlockingIOError, InterruptedError):
+                        continue
+                else:
+                    try:
+                        n = recv_into(buf)
+                    except (BlockingIOError, InterruptedError, TimeoutError):
+                        continue
+                last_pkt = time.monotonic_ns()
+                # Re-read after blocking: an apply() that happened meanwhile must act on
+                # this packet already.
+                eng = self.engine
+                self._handle(eng, buf, mv, n, accept_ids)
+                for _ in range(DRAIN_BATCH):
+                    try:
+                        n = recv_into(buf, 0, dontwait)
+                    except (BlockingIOError, InterruptedError):
+                        break
+                    self._handle(eng, buf, mv, n, accept_ids)
+                self._send(eng, accept_ids)
+            except OSError as exc:
+                if self._stop or exc.errno == errno.EBADF:
+                    break
+                if exc.errno == errno.ENOBUFS:  # we fell behind; the kernel dropped packets
+                    eng.stats.errors += 1
+                    eng.stats.last_error = "ENOBUFS: netlink receive buffer overrun"
+                    continue
+                self._count_error(eng, exc)
+            except Exception as exc:  # noqa: BLE001 - logged and counted; the loop must survive
+                self._count_error(eng, exc)
+
+    def _count_error(self, eng: Engine, exc: BaseException) -> None:
+        eng.stats.errors += 1
+        eng.stats.last_error = repr(exc)
+        log.exception("%s: engine error", self.name)
+        time.sleep(0.001)  # a persistent error must not spin a CPU
+
+    def _handle(self, eng: Engine, buf: bytearray, mv: memoryview, n: int, accept_ids: list[int]) -> None:
+        """Process every netlink message in buf[:n]."""
+        off = 0
+        on_packet = eng.on_packet
+        mono = time.monotonic_ns
+        unpack_hdr = _MSG_HDR.unpack_from
+        while off + 16 <= n:
+            mlen, mtype = unpack_hdr(buf, off)
+            if mlen < 16:
+                break
+            if mtype == NFQNL_MSG_PACKET:
+                pid, poff, plen, cap, _ = parse_packet(buf, off, mlen)
+                if pid >= 0:
+                    try:
+                        if on_packet(pid, mv[poff : poff + plen], cap or plen, mono()):
+                            accept_ids.append(pid)
+                    except Exception as exc:  # noqa: BLE001 - logged and counted below
+                        # The packet must still get a verdict or it stays queued forever.
+                        eng.out.append((pid, 0, None))
+                        eng.stats.dropped_error += 1
+                        self._count_error(eng, exc)
+            elif mtype == NLMSG_ERROR:
+                err = -_ERRNO.unpack_from(buf, off + 16)[0]
+                if err:
+                    eng.stats.errors += 1
+                    eng.stats.last_error = f"kernel rejected a verdict: {errno.errorcode.get(err, err)}"
+            off += (mlen + 3) & ~3
+
+    def _send(self, eng: Engine, accept_ids: list[int]) -> None:
+        """Send pending verdicts (one datagram per MAX_SEND_BYTES) and duplicate copies."""
+        q = self.q
+        msgs: list[bytes] = []
+        if eng.out:
+            vm = q.verdict_msg
+            msgs.extend(vm(pid, verdict, payload) for pid, verdict, payload in eng.out)
+            eng.out.clear()
+        if accept_ids:
+            if self.batch_verdicts and not self.held.heap:
+                # Nothing is held back, so "accept every id up to the last" is exact.
+                msgs.append(q.batch_msg(accept_ids[-1]))
+            else:
+                prefix = q._verdict_prefix + _ACCEPT_BE
+                msgs.extend(prefix + pid.to_bytes(4, "big") for pid in accept_ids)
+            accept_ids.clear()
+        if msgs:
+            data = b"".join(msgs)
+            if len(data) <= MAX_SEND_BYTES:
+                q.send(data)
+            else:
+                chunk: list[bytes] = []
+                size = 0
+                for m in msgs:
+                    if size + len(m) > MAX_SEND_BYTES and chunk:
+                        q.send(b"".join(chunk))
+                        chunk, size = [], 0
+                    chunk.append(m)
+                    size += len(m)
+                if chunk:
+                    q.send(b"".join(chunk))
+        if eng.inject:
+            for payload in eng.inject:
+                self._inject(eng, payload)
+            eng.inject.clear()
+
+    def _inject(self, eng: Engine, payload: bytes | bytearray) -> None:
+        """Send a duplicate copy as-is through a raw socket (IP header included)."""
+        try:
+            if payload[0] >> 4 == 4:
+                if self._raw4 is None:
+                    self._raw4 = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_RAW)
+                self._raw4.sendto(payload, (socket.inet_ntop(socket.AF_INET, bytes(payload[16:20])), 0))
+            else:
+                if self._raw6 is None:
+                    # IPPROTO_RAW on an IPv6 raw socket implies a caller-built header.
+                    self._raw6 = socket.socket(socket.AF_INET6, socket.SOCK_RAW, socket.IPPROTO_RAW)
+                self._raw6.sendto(payload, (socket.inet_ntop(socket.AF_INET6, bytes(payload[24:40])), 0))
+        except OSError as exc:
+            eng.stats.dropped_error += 1
+            eng.stats.passed -= 1
+            eng.stats.last_error = f"duplicate injection failed: {exc}"
