@@ -44,14 +44,14 @@ import json
 import os
 import subprocess
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 from netbed.netem import Netem, from_dict, to_tc_args
-from netbed.netem.model import GemodelLoss, RandomLoss, StateLoss
 
 from .interfaces import InterfaceError, find_interfaces
-from .match import normalize_match, proto_number
+from .match import normalize_match
+from .tc_filters import NETEM_BAND, filter_commands, filter_specs
+from .tc_readback import compare_netem_options, expected_netem_options
 
 __all__ = [
     "DIRECTIONS",
@@ -72,7 +72,6 @@ DIRECTIONS = ("to-server", "to-client")
 PLAIN_HANDLES = (0x10, 0x11)
 PRIO_HANDLES = (0x20, 0x21)
 NETEM_CHILD = {0x20: 0x30, 0x21: 0x31}
-NETEM_BAND = 3
 PRISTINE_PRIOMAP = ["1"] * 16  # every priority to band 2 (minor 2), pristine
 TC_TIMEOUT_S = 15.0
 DUPLICATE_CONFLICT = "cannot mix duplicating netems"
@@ -135,165 +134,6 @@ def probe_kernel_netem(runner: Runner | None = None) -> tuple[bool, str]:
         return False, f"{exc.filename or 'ip/tc'} not found (iproute2 is not installed)"
     except (OSError, subprocess.SubprocessError) as exc:
         return False, f"cannot run ip/tc: {exc}"
-
-
-# ---------------------------------------------------------------------------------------------
-# match -> u32 filters
-
-
-@dataclass(frozen=True)
-class U32Key:
-    """One ``match`` of a u32 filter as ``tc -j filter show`` prints it (offset from the IP header)."""
-
-    off: int
-    value: int
-    mask: int
-
-
-def _filter_specs(match: Mapping[str, Any]) -> list[tuple[str, list[str], list[U32Key]]]:
-    """(tc protocol, u32 match tokens, expected keys) for each filter a match needs."""
-    proto = match["proto"]
-    number = proto_number(proto)
-    port = match["port"]
-    out: list[tuple[str, list[str], list[U32Key]]] = []
-    for family, sel, proto_key, port_off in (
-        ("ip", "ip", U32Key(8, number << 16, 0x00FF0000), 20),
-        ("ipv6", "ip6", U32Key(4, number << 8, 0x0000FF00), 40),
-    ):
-        if (proto == "icmp" and family == "ipv6") or (proto == "icmpv6" and family == "ip"):
-            continue  # ICMP is IPv4-only, ICMPv6 IPv6-only (like the userspace backend)
-        base = ["match", sel, "protocol", str(number), "0xff"]
-        if port is None:
-            out.append((family, base, [proto_key]))
-            continue
-        # Source OR destination port: both halves of a flow match (two filters).
-        out.append((family, [*base, "match", sel, "dport", str(port), "0xffff"],
-                    [proto_key, U32Key(port_off, port, 0x0000FFFF)]))
-        out.append((family, [*base, "match", sel, "sport", str(port), "0xffff"],
-                    [proto_key, U32Key(port_off, port << 16, 0xFFFF0000)]))
-    return out
-
-
-def filter_commands(dev: str, root_major: int, match: Mapping[str, Any]) -> list[list[str]]:
-    """The ``tc filter add`` commands steering ``match`` to the netem band of prio ``root_major:``."""
-    cmds = []
-    for pref, (family, tokens, _keys) in enumerate(_filter_specs(match), start=1):
-        cmds.append(["tc", "filter", "add", "dev", dev, "parent", f"{root_major:x}:", "protocol", family,
-                     "prio", str(pref), "u32", *tokens, "flowid", f"{root_major:x}:{NETEM_BAND:x}"])
-    return cmds
-
-
-# ---------------------------------------------------------------------------------------------
-# read-back: what `tc -j qdisc show` should print for a Netem (iproute2 6.x JSON)
-
-# tolerances: tc keeps times in 64 ns ticks and prints them rounded to a microsecond;
-# percentages are u32 fractions printed with 6 significant digits.
-TIME_ABS_S = 2e-6
-TIME_REL = 1e-5
-PCT_ABS = 2e-6
-PCT_REL = 1e-5
-
-_ZERO_SECTIONS: dict[str, dict[str, float]] = {
-    "delay": {"delay": 0.0, "jitter": 0.0, "correlation": 0.0},
-    "loss-random": {"loss": 0.0, "correlation": 0.0},
-    "loss-state": {"p13": 0.0, "p31": 0.0, "p32": 0.0, "p23": 0.0, "p14": 0.0},
-    "loss-gemodel": {"p": 0.0, "r": 0.0, "1-h": 0.0, "1-k": 0.0},
-    "duplicate": {"duplicate": 0.0},
-    "corrupt": {"corrupt": 0.0, "correlation": 0.0},
-    "reorder": {"reorder": 0.0, "correlation": 0.0},
-    "rate": {"rate": 0.0, "packetoverhead": 0.0, "cellsize": 0.0, "celloverhead": 0.0},
-}
-_TIME_FIELDS = frozenset({"delay", "jitter", "min-delay", "max-delay", "distribution"})  # seconds
-_PCT_SECTIONS = frozenset({"loss-random", "loss-state", "loss-gemodel", "duplicate", "corrupt", "reorder"})
-
-
-def expected_netem_options(netem: Netem) -> dict[str, Any]:
-    """The ``options`` object ``tc -j qdisc show`` prints for ``netem`` (times in seconds,
-    percentages as fractions, rate in bytes/s), for the fields it can show.
-
-    Not comparable, so left out: the delay distribution table (not printed), the duplicate
-    correlation (Linux 6.1 reports 0 whatever was set).
-    """
-    exp: dict[str, Any] = {"limit": netem.limit_packets, "ecn": netem.ecn}
-    if netem.partition:
-        exp["loss-random"] = {"loss": 1.0, "correlation": 0.0}
-        return exp
-    if netem.delay is not None:
-        d = netem.delay
-        exp["delay"] = {"delay": d.delay_ms / 1e3, "jitter": d.jitter_ms / 1e3, "correlation": d.correlation_pct / 100}
-    loss = netem.loss
-    if isinstance(loss, RandomLoss):
-        exp["loss-random"] = {"loss": loss.pct / 100, "correlation": loss.correlation_pct / 100}
-    elif isinstance(loss, StateLoss):
-        exp["loss-state"] = {"p13": loss.p13_pct / 100, "p31": loss.p31_pct / 100, "p32": loss.p32_pct / 100,
-                             "p23": loss.p23_pct / 100, "p14": loss.p14_pct / 100}
-    elif isinstance(loss, GemodelLoss):
-        exp["loss-gemodel"] = {"p": loss.p_pct / 100, "r": loss.r_pct / 100,
-                               "1-h": loss.one_minus_h_pct / 100, "1-k": loss.one_minus_k_pct / 100}
-    if netem.duplicate is not None:
-        exp["duplicate"] = {"duplicate": netem.duplicate.pct / 100}
-    if netem.corrupt is not None:
-        exp["corrupt"] = {"corrupt": netem.corrupt.pct / 100, "correlation": netem.corrupt.correlation_pct / 100}
-    if netem.reorder is not None and netem.reorder.pct > 0:
-        r = netem.reorder
-        exp["reorder"] = {"reorder": r.pct / 100, "correlation": r.correlation_pct / 100}
-        exp["gap"] = r.gap
-    if netem.rate is not None:
-        rate = netem.rate
-        exp["rate"] = {"rate": rate.bits_per_s / 8, "packetoverhead": rate.packet_overhead_bytes,
-                       "cellsize": rate.cell_size_bytes, "celloverhead": rate.cell_overhead_bytes}
-    if netem.slot is not None:
-        s = netem.slot
-        slot: dict[str, float] = {"packets": s.max_packets or 0, "bytes": s.max_bytes or 0}
-        if s.distribution is None:
-            slot |= {"min-delay": s.min_delay_ms / 1e3, "max-delay": s.max_delay_ms / 1e3}
-        else:
-            assert s.delay_ms is not None and s.jitter_ms is not None
-            slot |= {"distribution": s.delay_ms / 1e3, "jitter": s.jitter_ms / 1e3}
-        exp["slot"] = slot
-    if netem.seed is not None:
-        exp["seed"] = netem.seed
-    return exp
-
-
-def _close(key: str, section: str, want: float, got: float) -> bool:
-    if key in _TIME_FIELDS:
-        return abs(got - want) <= TIME_ABS_S + TIME_REL * abs(want)
-    if section in _PCT_SECTIONS or key == "correlation":
-        return abs(got - want) <= PCT_ABS + PCT_REL * abs(want)
-    if section == "rate" and key == "rate":
-        return abs(got - want) <= 1  # whole bytes per second
-    return got == want
-
-
-def compare_netem_options(expected: Mapping[str, Any], got: Mapping[str, Any]) -> list[str]:
-    """Differences between :func:`expected_netem_options` and a ``tc -j`` netem ``options``
-    object, as readable lines ([] when they agree). A section tc leaves out counts as zeros."""
-    problems: list[str] = []
-    for key in ("limit", "ecn"):
-        if got.get(key) != expected.get(key):
-            problems.append(f"{key}: asked {expected.get(key)!r}, kernel has {got.get(key)!r}")
-    if "gap" in expected and got.get("gap") != expected["gap"] and not (expected["gap"] == 1 and got.get("gap") == 0):
-        problems.append(f"gap: asked {expected['gap']}, kernel has {got.get('gap')!r}")
-    if "seed" in expected and got.get("seed") != expected["seed"]:
-        problems.append(f"seed: asked {expected['seed']}, kernel has {got.get('seed')!r}")
-    sections = sorted((set(_ZERO_SECTIONS) | {"slot"}) & (set(expected) | set(got)))
-    for section in sections:
-        want_sec = expected.get(section)
-        got_sec = got.get(section)
-        if want_sec is None and section == "slot":
-            if got_sec:
-                problems.append(f"slot: not asked, kernel has {got_sec}")
-            continue
-        if want_sec is None:
-            want_sec = _ZERO_SECTIONS[section]
-        if not isinstance(got_sec, Mapping):
-            got_sec = _ZERO_SECTIONS.get(section, {})
-        for key, want in want_sec.items():
-            value = got_sec.get(key, 0)
-            if not isinstance(value, int | float) or not _close(key, section, float(want), float(value)):
-                problems.append(f"{section}.{key}: asked {want:g}, kernel has {value!r}")
-    return problems
 
 
 def _loads(text: str) -> Any:
@@ -510,7 +350,7 @@ class KernelBackend:
             for f in raw if f.get("options", {}).get("flowid") == flowid
         )
         want = sorted((family, tuple(sorted((k.off, k.value, k.mask) for k in keys)))
-                      for family, _tokens, keys in _filter_specs(match))
+                      for family, _tokens, keys in filter_specs(match))
         if have != want:
             return [f"filters to {flowid}: asked {want}, kernel has {have}"]
         return []
