@@ -36,6 +36,7 @@ ROOT = Path(__file__).resolve().parents[2]
 ROUTER_SRC = ROOT / "services" / "router"
 sys.path.insert(0, str(ROUTER_SRC))
 
+from netbed.netem import Netem  # noqa: E402
 from netbed_router.engine import Engine, EngineConfig  # noqa: E402
 
 CLONE_NEWNET = 0x40000000
@@ -202,21 +203,8 @@ class Router:
 
 
 def spec(**kw: Any) -> dict[str, Any]:
-    base: dict[str, Any] = {
-        "delay": None,
-        "loss": None,
-        "duplicate": None,
-        "corrupt": None,
-        "reorder": None,
-        "rate": None,
-        "slot": None,
-        "limit_packets": 1000,
-        "ecn": False,
-        "partition": False,
-        "seed": None,
-    }
-    base.update(kw)
-    return base
+    """The wire dict of a pristine impairment (seed None), with `kw` replacing keys."""
+    return {**Netem(seed=None).to_dict(), **kw}
 
 
 UDP_MATCH = {"proto": "udp", "port": PORT}

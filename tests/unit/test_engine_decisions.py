@@ -14,6 +14,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "services" / "router"))
 
+from netbed.netem import Netem  # noqa: E402
 from netbed_router.engine import (  # noqa: E402
     L2_HEADER_BYTES,
     NF_ACCEPT,
@@ -27,21 +28,8 @@ MS = 1_000_000
 
 
 def spec(**kw: Any) -> dict[str, Any]:
-    base: dict[str, Any] = {
-        "delay": None,
-        "loss": None,
-        "duplicate": None,
-        "corrupt": None,
-        "reorder": None,
-        "rate": None,
-        "slot": None,
-        "limit_packets": 1000,
-        "ecn": False,
-        "partition": False,
-        "seed": 1,
-    }
-    base.update(kw)
-    return base
+    """The wire dict of a pristine impairment (seed 1), with `kw` replacing keys."""
+    return {**Netem(seed=1).to_dict(), **kw}
 
 
 def ipv4_udp(payload_len: int = 100, tos: int = 0, seq: int = 0) -> bytes:

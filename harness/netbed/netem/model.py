@@ -216,8 +216,8 @@ Loss: TypeAlias = RandomLoss | StateLoss | GemodelLoss
 
 
 @dataclass(frozen=True)
-class Duplicate:
-    """``duplicate PERCENT [CORRELATION]``: percent (0-100) of packets sent twice."""
+class _Probability:
+    """A percentage of packets (0-100) and netem's correlation with the previous decision."""
 
     pct: float
     correlation_pct: float = 0.0
@@ -228,15 +228,13 @@ class Duplicate:
 
 
 @dataclass(frozen=True)
-class Corrupt:
+class Duplicate(_Probability):
+    """``duplicate PERCENT [CORRELATION]``: percent (0-100) of packets sent twice."""
+
+
+@dataclass(frozen=True)
+class Corrupt(_Probability):
     """``corrupt PERCENT [CORRELATION]``: percent (0-100) of packets with a flipped bit."""
-
-    pct: float
-    correlation_pct: float = 0.0
-
-    def __post_init__(self) -> None:
-        _set(self, "pct", _check_pct("pct", self.pct))
-        _set(self, "correlation_pct", _check_pct("correlation_pct", self.correlation_pct))
 
 
 @dataclass(frozen=True)
