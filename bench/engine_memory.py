@@ -15,13 +15,9 @@ from __future__ import annotations
 import argparse
 import sys
 import tracemalloc
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(ROOT / "services" / "router"), str(ROOT / "harness")]
-
-from netbed.netem import parse  # noqa: E402
-from netbed_router.engine import Engine, EngineConfig  # noqa: E402
+from netbed_core.netem import parse
+from netbed_router.engine import Engine, EngineConfig
 
 
 def held_bytes(netem: str, packets: int, size: int) -> tuple[int, int]:

@@ -39,12 +39,13 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
-from netbed.netem import parse
+from netbed_core import subnets
+from netbed_core.netem import parse
 from netbed_router.backend_kernel import DIRECTIONS, KernelBackend, KernelBackendError, probe_kernel_netem
 
-C4, R4C, R4S, S4 = "10.77.0.10", "10.77.0.2", "10.77.1.2", "10.77.1.10"
-C6, R6C, R6S, S6 = "fd00:77::10", "fd00:77::2", "fd00:77:0:1::2", "fd00:77:0:1::10"
-NETS = ("10.77.0.0/24", "10.77.1.0/24", "fd00:77::/64", "fd00:77:0:1::/64")
+C4, R4C, R4S, S4 = subnets.CLIENT4, subnets.ROUTER_CLIENT4, subnets.ROUTER_SERVER4, subnets.SERVER4
+C6, R6C, R6S, S6 = subnets.CLIENT6, subnets.ROUTER_CLIENT6, subnets.ROUTER_SERVER6, subnets.SERVER6
+NETS = (subnets.CLIENT_NET4, subnets.SERVER_NET4, subnets.CLIENT_NET6, subnets.SERVER_NET6)
 MAC = {"cr": "02:00:00:00:00:0c", "rb": "02:00:00:00:00:b0", "ra": "02:00:00:00:00:a0", "sr": "02:00:00:00:00:05"}
 Z99 = 2.5758293035489  # two-sided 99%
 SO_TIMESTAMPNS = 35

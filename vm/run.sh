@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Boot Debian's kernel in qemu and run the kernel netem backend's fidelity checks
 # (vm/kernel_fidelity.py) against the CURRENT sources: services/router/netbed_router and
-# harness/netbed/netem are packed into a small second cpio archive at every run, appended to the
+# harness/netbed_core are packed into a small second cpio archive at every run, appended to the
 # cached base image from vm/build.sh (which this script calls; it is a no-op when cached).
 #
 #   bash vm/run.sh                    # the whole fidelity suite (make test-kernel-netem)
@@ -28,10 +28,9 @@ trap 'rm -rf "$WORK"' EXIT
 
 # --- the overlay: init, the project's sources, the test -----------------------------------------
 OV="$WORK/overlay"
-mkdir -p "$OV/netbed/lib/netbed" "$OV/netbed/vm"
+mkdir -p "$OV/netbed/lib" "$OV/netbed/vm"
 install -m 0755 "$ROOT/vm/init.sh" "$OV/init"
-cp "$ROOT/harness/netbed/__init__.py" "$OV/netbed/lib/netbed/"
-cp -r "$ROOT/harness/netbed/netem" "$OV/netbed/lib/netbed/netem"
+cp -r "$ROOT/harness/netbed_core" "$OV/netbed/lib/netbed_core"
 cp -r "$ROOT/services/router/netbed_router" "$OV/netbed/lib/netbed_router"
 [[ -f "$ROOT/vm/kernel_fidelity.py" ]] && cp "$ROOT/vm/kernel_fidelity.py" "$OV/netbed/vm/"
 find "$OV" -name __pycache__ -prune -exec rm -rf {} +

@@ -12,10 +12,12 @@ import sys
 import warnings
 from typing import Any
 
+from netbed_core.directions import BOTH, DIRECTIONS
+from netbed_core.netem import NetemError, parse
+from netbed_core.netem.render import describe
+
 from . import engine
 from .errors import NetbedError
-from .netem import NetemError, parse
-from .netem.render import describe
 from .profiles import load_profiles, profile
 from .testbed import Testbed
 
@@ -141,13 +143,13 @@ def build_parser() -> argparse.ArgumentParser:
     status.set_defaults(func=cmd_status)
     impair = sub.add_parser("impair", help="impair forwarded traffic, in tc netem's syntax",
                             description="NETEM is tc-netem's own syntax, e.g. `delay 100ms 10ms loss 1%%`.")
-    impair.add_argument("--direction", choices=["both", "to-server", "to-client"], default="both")
+    impair.add_argument("--direction", choices=[BOTH, *DIRECTIONS], default="both")
     impair.add_argument("--match", metavar="PROTO[:PORT]", help="only these packets, e.g. udp:5000 or icmp")
     impair.add_argument("--profile", help="a named profile (see `netbed profiles`)")
     impair.add_argument("netem", nargs=argparse.REMAINDER, help="netem arguments")
     impair.set_defaults(func=cmd_impair)
     clear = sub.add_parser("clear", help="back to pristine forwarding")
-    clear.add_argument("--direction", choices=["both", "to-server", "to-client"], default="both")
+    clear.add_argument("--direction", choices=[BOTH, *DIRECTIONS], default="both")
     clear.set_defaults(func=cmd_clear)
     profiles = sub.add_parser("profiles", help="list the named impairment profiles")
     profiles.set_defaults(func=cmd_profiles)

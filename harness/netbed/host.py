@@ -6,10 +6,11 @@ import socket
 import threading
 from typing import Any
 
+from netbed_core.netem import Netem
+
 from . import impairment
 from .agent import AgentConnection, error_from_reply
 from .impairment import Impairment
-from .netem import Netem
 from .remote_socket import RemoteSocket, family_name, type_name
 
 

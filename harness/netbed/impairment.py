@@ -14,12 +14,12 @@ from __future__ import annotations
 import warnings
 from typing import TYPE_CHECKING, Any
 
-from .netem import Netem, parse
+from netbed_core.directions import expand
+from netbed_core.netem import Netem, parse
 
 if TYPE_CHECKING:
     from .host import Router
 
-DIRECTIONS = ("to-server", "to-client")
 
 
 class NetemLintWarning(UserWarning):
@@ -55,7 +55,7 @@ class Impairment:
 
 def apply(router: Router, netem: str | Netem, direction: str = "both", match: str | None = None) -> Impairment:
     parsed = parse(netem) if isinstance(netem, str) else netem
-    names = DIRECTIONS if direction == "both" else (direction,)
+    names = expand(direction)
     status = router.impair_status()
     previous = {d: status["directions"][d]["impairment"] for d in names if d in status["directions"]}
     reply = router.call("impair", direction=direction, spec=parsed.to_dict(), match=match)

@@ -22,8 +22,8 @@ from conditions import seeded
 from netbed.host import Host, Router
 from netbed.impairment import NetemLintWarning
 from netbed.measure import burst_lengths, delivery, iqr_sigma, median, one_way_delays_ms, stdev
-from netbed.netem import NetemError
 from netbed.stats import rate_in_interval, wilson_interval
+from netbed_core.netem import NetemError
 
 
 def udp_pair(sender: Host, receiver: Host) -> tuple[Any, Any, tuple[str, int]]:

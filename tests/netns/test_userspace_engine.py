@@ -32,12 +32,10 @@ from typing import Any, TypeVar
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
-ROUTER_SRC = ROOT / "services" / "router"
-sys.path.insert(0, str(ROUTER_SRC))
+from netbed_core.netem import Netem
+from netbed_router.engine import Engine, EngineConfig
 
-from netbed.netem import Netem  # noqa: E402
-from netbed_router.engine import Engine, EngineConfig  # noqa: E402
+ROOT = Path(__file__).resolve().parents[2]
 
 CLONE_NEWNET = 0x40000000
 CLIENT_NET, SERVER_NET = "10.99.0.0/24", "10.99.1.0/24"
@@ -136,7 +134,7 @@ class Router:
     """The backend as a subprocess in netns R, driven through its JSON-lines loop."""
 
     def __init__(self, ns: str) -> None:
-        env = dict(os.environ, PYTHONPATH=str(ROUTER_SRC), PYTHONUNBUFFERED="1")
+        env = dict(os.environ, PYTHONUNBUFFERED="1")
         self.p = subprocess.Popen(
             [
                 "ip",

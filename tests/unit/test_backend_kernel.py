@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from netbed.netem import NetemError, parse
+from netbed_core.netem import NetemError, parse
 from netbed_router.backend_kernel import (
     KernelBackend,
     KernelBackendError,

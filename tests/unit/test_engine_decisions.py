@@ -6,23 +6,14 @@ import math
 import re
 import statistics
 import struct
-import sys
-from pathlib import Path
 from typing import Any
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "services" / "router"))
-
-from netbed.netem import Netem  # noqa: E402
-from netbed_router.engine import (  # noqa: E402
-    L2_HEADER_BYTES,
-    NF_ACCEPT,
-    NF_DROP,
-    Engine,
-    EngineConfig,
-)
-from netbed_router.randomness import dist_value  # noqa: E402
+from netbed_core.netem import Netem
+from netbed_core.verdicts import NF_ACCEPT, NF_DROP
+from netbed_router.engine import L2_HEADER_BYTES, Engine, EngineConfig
+from netbed_router.randomness import dist_value
 
 MS = 1_000_000
 
@@ -512,6 +503,6 @@ def test_slot_releases_bursts() -> None:
     ],
 )
 def test_bad_spec_names_the_key(bad: dict[str, Any], key: str) -> None:
-    """The engine validates with the shared model (netbed.netem): the error names the key."""
+    """The engine validates with the shared model (netbed_core.netem): the error names the key."""
     with pytest.raises(ValueError, match=re.escape(key)):
         EngineConfig.from_dict(spec(**bad))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from netbed.netem import Netem, lint, parse
+from netbed_core.netem import Netem, lint, parse
 
 CASES = [
     ('delay 10ms reorder 0%', [

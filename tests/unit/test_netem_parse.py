@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from netbed.netem import (
+from netbed_core.netem import (
     Corrupt,
     Delay,
     Duplicate,

@@ -7,7 +7,7 @@ import random
 
 import pytest
 
-from netbed.netem import (
+from netbed_core.netem import (
     Corrupt,
     Delay,
     Duplicate,
@@ -25,7 +25,7 @@ from netbed.netem import (
     to_tc_args,
     to_text,
 )
-from netbed.netem.units import format_number, format_rate_human, format_time_ms
+from netbed_core.netem.units import format_number, format_rate_human, format_time_ms
 
 
 @pytest.mark.parametrize(

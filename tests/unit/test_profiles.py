@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 
 from netbed.errors import NetbedError
-from netbed.netem import parse
 from netbed.profiles import load_profiles, profile
+from netbed_core.netem import parse
 
 REQUIRED = {"lan", "wan", "lossy-wifi", "3g", "satellite", "congested", "flaky", "partition"}
 

@@ -12,8 +12,9 @@ from pathlib import Path
 
 import yaml
 
+from netbed_core.netem import NetemError, parse
+
 from ..errors import NetbedError
-from ..netem import NetemError, parse
 
 DEFAULT_FILE = Path(__file__).with_name("default.yaml")
 

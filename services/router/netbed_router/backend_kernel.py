@@ -46,7 +46,8 @@ import subprocess
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from netbed.netem import Netem, from_dict, to_tc_args
+from netbed_core.directions import DIRECTIONS
+from netbed_core.netem import Netem, from_dict, to_tc_args
 
 from .interfaces import InterfaceError, find_interfaces
 from .match import normalize_match
@@ -66,7 +67,6 @@ __all__ = [
     "probe_reason",
 ]
 
-DIRECTIONS = ("to-server", "to-client")
 #: IP protocols whose first 4 bytes after the IP header are source and destination port.
 #: Root handles (major numbers) used without a match and with one; each pair alternates.
 PLAIN_HANDLES = (0x10, 0x11)

@@ -31,6 +31,8 @@ import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from netbed_core.directions import DIRECTIONS
+
 from .engine import Engine, EngineConfig
 from .interfaces import find_interfaces, read_addresses
 from .match import normalize_match
@@ -43,7 +45,6 @@ from .worker import QueueWorker
 
 log = logging.getLogger("netbed.router.userspace")
 
-DIRECTIONS = ("to-server", "to-client")
 QUEUE_NUMS = {"to-server": 0, "to-client": 1}
 
 

@@ -51,16 +51,14 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from netbed.netem import Netem
-from netbed.netem import from_dict as netem_from_dict
-from netbed.netem.model import GemodelLoss, RandomLoss, StateLoss
+from netbed_core.netem import Netem
+from netbed_core.netem import from_dict as netem_from_dict
+from netbed_core.netem.model import GemodelLoss, RandomLoss, StateLoss
+from netbed_core.verdicts import NF_ACCEPT, NF_DROP
 
 from .packets import ecn_set_ce, ip_header_len
 from .randomness import CRandom, tabledist
 from .stats import DirectionStats
-
-NF_DROP = 0
-NF_ACCEPT = 1
 
 U32_MAX = 0xFFFFFFFF
 #: Link-layer header a netem qdisc on an Ethernet device counts in the packet length.
@@ -136,7 +134,7 @@ class EngineConfig:
 
     @classmethod
     def from_dict(cls, spec: Mapping[str, Any]) -> EngineConfig:
-        """Validate the impairment dict with the shared model (netbed.netem: ValueError
+        """Validate the impairment dict with the shared model (netbed_core.netem: ValueError
         names the bad key) and convert it to the engine's units."""
         return cls.from_netem(netem_from_dict(spec))
 

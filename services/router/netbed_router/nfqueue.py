@@ -27,6 +27,8 @@ import socket
 import struct
 from collections.abc import Iterator
 
+from netbed_core.verdicts import NF_ACCEPT
+
 NETLINK_NETFILTER = 12
 SOL_NETLINK = 270
 NETLINK_NO_ENOBUFS = 5
@@ -73,9 +75,6 @@ NFQNL_COPY_PACKET = 2
 NFQA_CFG_F_FAIL_OPEN = 1 << 0
 NFQA_CFG_F_CONNTRACK = 1 << 1
 NFQA_CFG_F_GSO = 1 << 2
-
-NF_DROP = 0
-NF_ACCEPT = 1
 
 MAX_COPY_RANGE = 0xFFFF
 

@@ -2,7 +2,7 @@
 
 Impairments arrive in netem's own words (`netem`: "delay 100ms loss 1%") or
 as the parsed dict (`spec`, see docs/netem.md), are parsed once here with the
-same parser the harness uses (netbed.netem), and go to one backend:
+same parser the harness uses (netbed_core.netem), and go to one backend:
 
 - kernel:    tc netem on the router's egress interfaces (where the kernel has sch_netem)
 - userspace: the NFQUEUE engine (everywhere else)
@@ -17,17 +17,17 @@ import os
 import threading
 from typing import Any, Protocol
 
-from netbed.netem import NetemError, from_dict, lint, parse
-from netbed.netem.render import describe
 from netbed_agent.args import Args
 from netbed_agent.errors import RequestError
 from netbed_agent.system import read_snmp, run_ip
+from netbed_core import subnets
+from netbed_core.directions import DIRECTIONS, expand
+from netbed_core.netem import NetemError, from_dict, lint, parse
+from netbed_core.netem.render import describe
 
 from .match import parse_match
 
 log = logging.getLogger("netbed_agent")
-
-DIRECTIONS = ("to-server", "to-client")
 
 
 class Backend(Protocol):
@@ -53,8 +53,8 @@ STATE = RouterState()
 
 def _subnets() -> dict[str, str | None]:
     return {
-        "client_net4": os.environ.get("NETBED_CLIENT_NET4", "10.77.0.0/24"),
-        "server_net4": os.environ.get("NETBED_SERVER_NET4", "10.77.1.0/24"),
+        "client_net4": os.environ.get("NETBED_CLIENT_NET4", subnets.CLIENT_NET4),
+        "server_net4": os.environ.get("NETBED_SERVER_NET4", subnets.SERVER_NET4),
         "client_net6": os.environ.get("NETBED_CLIENT_NET6") or None,
         "server_net6": os.environ.get("NETBED_SERVER_NET6") or None,
     }
@@ -102,12 +102,10 @@ def setup() -> None:
 
 
 def _directions(args: Args) -> tuple[str, ...]:
-    direction = args.str("direction", "both")
-    if direction == "both":
-        return DIRECTIONS
-    if direction not in DIRECTIONS:
-        raise RequestError(f"direction must be both, to-server or to-client, got {direction!r}")
-    return (direction,)
+    try:
+        return expand(args.str("direction", "both"))
+    except ValueError as exc:
+        raise RequestError(str(exc)) from None
 
 
 def _backend() -> Backend:

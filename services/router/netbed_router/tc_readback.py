@@ -7,8 +7,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from netbed.netem import Netem
-from netbed.netem.model import GemodelLoss, RandomLoss, StateLoss
+from netbed_core.netem import Netem
+from netbed_core.netem.model import GemodelLoss, RandomLoss, StateLoss
 
 # tolerances: tc keeps times in 64 ns ticks and prints them rounded to a microsecond;
 # percentages are u32 fractions printed with 6 significant digits.

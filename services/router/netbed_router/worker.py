@@ -11,7 +11,9 @@ import struct
 import threading
 import time
 
-from .engine import NF_ACCEPT, Engine, EngineConfig, HeldQueue
+from netbed_core.verdicts import NF_ACCEPT
+
+from .engine import Engine, EngineConfig, HeldQueue
 from .nfqueue import MAX_COPY_RANGE, NFQNL_MSG_PACKET, NLMSG_ERROR, NfQueue, parse_packet
 from .stats import DirectionStats
 

@@ -1,6 +1,6 @@
 """netem impairments for netbed: parse tc-netem syntax, validate, lint and render it.
 
-    >>> from netbed.netem import parse, lint
+    >>> from netbed_core.netem import parse, lint
     >>> n = parse("delay 100ms 10ms distribution normal loss 1%")
     >>> n.to_tc_args()
     ['limit', '1000', 'delay', '100ms', '10ms', 'distribution', 'normal', 'loss', 'random', '1%']

@@ -483,7 +483,7 @@ class Netem:
         return from_dict(data)
 
     def to_tc_args(self) -> list[str]:
-        """Shortcut for :func:`netbed.netem.render.to_tc_args`."""
+        """Shortcut for :func:`netbed_core.netem.render.to_tc_args`."""
         from .render import to_tc_args
 
         return to_tc_args(self)
