@@ -6,16 +6,25 @@ VENV := .venv
 BIN := $(VENV)/bin
 NETBED := $(BIN)/netbed
 STAMP := $(VENV)/.installed
+# Variables a user types (make impair ARGS='...' INSTANCE=...) never reach a shell as code:
+# each one given on the command line or in the environment is taken verbatim ($(value), so
+# make does not expand `$(...)` inside it either) and handed to the recipe as an environment
+# variable, which the recipe quotes ("$$ARGS"). netbed itself validates them and names what
+# was wrong (tests/unit/test_makefile.py).
+USER_VARS := NETBED_INSTANCE INSTANCE ARGS DIR MATCH PROFILE PYTEST_ARGS
+$(foreach v,$(USER_VARS),$(if $(filter command line environment%,$(origin $(v))),\
+  $(eval override $(v) := $$(value $(v)))))
 INSTANCE ?= $(or $(NETBED_INSTANCE),netbed)
 PYTEST_ARGS ?=
+export $(USER_VARS)
 
 .DEFAULT_GOAL := help
 
 # $(call shell_on,SERVICE): an interactive shell in that container, or a hint.
 define shell_on
-id=$$(docker ps -q --filter label=io.netbed.instance=$(INSTANCE) --filter label=com.docker.compose.service=$(1)); \
-if [ -z "$$id" ]; then echo "netbed: no running $(1) in testbed '$(INSTANCE)'; run \`make up\` first" >&2; exit 1; fi; \
-docker exec -it $$id bash
+id=$$(docker ps -q --filter "label=io.netbed.instance=$$INSTANCE" --filter label=com.docker.compose.service=$(1)); \
+if [ -z "$$id" ]; then echo "netbed: no running $(1) in testbed '$$INSTANCE'; run \`make up\` first" >&2; exit 1; fi; \
+docker exec -it "$$id" bash
 endef
 .PHONY: help venv up down test test-unit test-kernel-netem readme-report status logs ps impair clear profiles \
         shell-client shell-router shell-server clean lint bench
@@ -32,25 +41,25 @@ $(STAMP): pyproject.toml
 venv: $(STAMP) ## create .venv with the harness, pytest and Compose v2
 
 up: $(STAMP) ## build and start the testbed (client, router, server)
-	@$(NETBED) --instance $(INSTANCE) up
+	@$(NETBED) --instance "$$INSTANCE" up
 
 down: $(STAMP) ## stop the testbed and remove everything it created
-	@$(NETBED) --instance $(INSTANCE) down
+	@$(NETBED) --instance "$$INSTANCE" down
 
 test: $(STAMP) ## run unit and integration tests (starts the testbed if it is not up)
-	@$(BIN)/pytest --netbed-instance $(INSTANCE) $(PYTEST_ARGS)
+	@set -f; $(BIN)/pytest --netbed-instance "$$INSTANCE" $$PYTEST_ARGS
 
 test-unit: $(STAMP) ## unit tests only (no Docker)
-	@$(BIN)/pytest tests/unit $(PYTEST_ARGS)
+	@set -f; $(BIN)/pytest tests/unit $$PYTEST_ARGS
 
 status: $(STAMP) ## hosts, addresses, agents, router counters
-	@$(NETBED) --instance $(INSTANCE) status
+	@$(NETBED) --instance "$$INSTANCE" status
 
 ps: $(STAMP) ## the testbed's containers
-	@docker ps -a --filter label=io.netbed.instance=$(INSTANCE) --format 'table {{.Names}}\t{{.Status}}\t{{.Ports}}'
+	@docker ps -a --filter "label=io.netbed.instance=$$INSTANCE" --format 'table {{.Names}}\t{{.Status}}\t{{.Ports}}'
 
 logs: ## the agents' logs
-	@for c in $$(docker ps -a -q --filter label=io.netbed.instance=$(INSTANCE)); do \
+	@for c in $$(docker ps -a -q --filter "label=io.netbed.instance=$$INSTANCE"); do \
 	  echo "== $$(docker inspect -f '{{.Name}}' $$c)"; docker logs --tail 50 $$c; done
 
 shell-client: ## a shell on the client
@@ -63,11 +72,11 @@ shell-server: ## a shell on the server
 	@$(call shell_on,server)
 
 impair: $(STAMP) ## impair the router: make impair ARGS='delay 40ms loss 10%' [DIR=to-server] [MATCH=udp:53]
-	@test -n "$(ARGS)$(PROFILE)" || { echo "usage: make impair ARGS='delay 40ms loss 10%' [DIR=to-server] [MATCH=udp:5000] | PROFILE=wan"; exit 2; }
-	@$(NETBED) --instance $(INSTANCE) impair --direction $(or $(DIR),both) $(if $(MATCH),--match $(MATCH)) $(if $(PROFILE),--profile $(PROFILE)) $(ARGS)
+	@test -n "$$ARGS$$PROFILE" || { echo "usage: make impair ARGS='delay 40ms loss 10%' [DIR=to-server] [MATCH=udp:5000] | PROFILE=wan"; exit 2; }
+	@$(NETBED) --instance "$$INSTANCE" impair --direction "$${DIR:-both}" $${MATCH:+--match "$$MATCH"} $${PROFILE:+--profile "$$PROFILE"} -- "$$ARGS"
 
 clear: $(STAMP) ## remove every impairment: pristine forwarding [DIR=to-server]
-	@$(NETBED) --instance $(INSTANCE) clear --direction $(or $(DIR),both)
+	@$(NETBED) --instance "$$INSTANCE" clear --direction "$${DIR:-both}"
 
 profiles: $(STAMP) ## list the named impairment profiles
 	@$(NETBED) profiles

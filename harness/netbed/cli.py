@@ -81,9 +81,16 @@ def cmd_status(opts: argparse.Namespace) -> int:
 
 
 def cmd_impair(opts: argparse.Namespace) -> int:
-    if opts.profile and opts.netem:
+    # The Makefile passes ARGS as one quoted word after "--"; split it here, never in a shell.
+    words = " ".join(w for w in opts.netem if w != "--").split()
+    if opts.profile and words:
         raise NetbedError("give either --profile NAME or netem arguments, not both")
-    text = profile(opts.profile) if opts.profile else " ".join(opts.netem)
+    if not opts.profile and not words:
+        # An empty impairment would silently mean "pristine": say what to use instead.
+        print("netbed: impair needs netem arguments (e.g. `netbed impair delay 100ms loss 1%`) or --profile NAME; "
+              "to remove every impairment use `netbed clear`", file=sys.stderr)
+        return 2
+    text = profile(opts.profile) if opts.profile else " ".join(words)
     try:
         netem = parse(text)
     except NetemError as exc:
