@@ -21,6 +21,7 @@ __all__ = [
     "DEFAULT_LIMIT_PACKETS",
     "DELAY_DISTRIBUTIONS",
     "MAX_DELAY_MS",
+    "MAX_SLOT_MS",
     "Corrupt",
     "Delay",
     "Duplicate",
@@ -45,6 +46,9 @@ DELAY_DISTRIBUTIONS: tuple[str, ...] = ("uniform", "normal", "pareto", "paretono
 MAX_DELAY_MS = 274877.906944
 """Largest delay/jitter tc accepts: 2**32 psched ticks of 64 ns (tc says "time (too large)")."""
 
+MAX_SLOT_MS = (2**63 - 1) / 1e6
+"""Largest slot time: netem keeps slot times as s64 nanoseconds (about 292 years)."""
+
 _U32_MAX = 2**32 - 1
 _S32_MAX = 2**31 - 1
 _U64_MAX = 2**64 - 1
@@ -68,9 +72,24 @@ class NetemError(ValueError):
 # validation helpers
 
 
+_MAX_INT_BITS = 64
+"""Widest integer a field may be given as; wider JSON numbers are rejected before any arithmetic."""
+
+
+def _show(value: object) -> str:
+    """``repr`` that stays short (and never fails: Python refuses to print ints over 4300 digits)."""
+    if isinstance(value, int) and value.bit_length() > _MAX_INT_BITS:
+        return f"an integer of {value.bit_length()} bits"
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
 def _check_number(name: str, value: object) -> float:
+    if isinstance(value, int) and not isinstance(value, bool) and value.bit_length() > _MAX_INT_BITS:
+        raise NetemError(f'netem: "{name}" = {_show(value)} is too large: at most {_MAX_INT_BITS} bits',
+                         token=name, expected="a number of at most 64 bits")
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        raise NetemError(f'netem: "{name}" must be a finite number, not {value!r}', token=name,
+        raise NetemError(f'netem: "{name}" must be a finite number, not {_show(value)}', token=name,
                          expected="a number")
     return float(value)
 
@@ -78,28 +97,28 @@ def _check_number(name: str, value: object) -> float:
 def _check_pct(name: str, value: object) -> float:
     v = _check_number(name, value)
     if not 0.0 <= v <= 100.0:
-        raise NetemError(f'netem: "{name}" = {value!r} is outside 0-100%', token=name,
+        raise NetemError(f'netem: "{name}" = {_show(value)} is outside 0-100%', token=name,
                          expected="a percentage between 0 and 100")
     return v
 
 
-def _check_ms(name: str, value: object, *, limit: float | None = None) -> float:
+def _check_ms(name: str, value: object, *, limit: float = MAX_SLOT_MS) -> float:
     v = _check_number(name, value)
     if v < 0:
-        raise NetemError(f'netem: "{name}" = {value!r} is negative', token=name,
+        raise NetemError(f'netem: "{name}" = {_show(value)} is negative', token=name,
                          expected="a time that is not negative")
-    if limit is not None and v > limit:
-        raise NetemError(f'netem: "{name}" = {value!r} ms is too large for tc (at most {limit} ms)',
+    if v > limit:
+        raise NetemError(f'netem: "{name}" = {_show(value)} ms is too large for tc (at most {limit} ms)',
                          token=name, expected=f"a time up to {limit}ms")
     return v
 
 
 def _check_int(name: str, value: object, lo: int, hi: int) -> int:
     if isinstance(value, bool) or not isinstance(value, int):
-        raise NetemError(f'netem: "{name}" must be an integer, not {value!r}', token=name,
+        raise NetemError(f'netem: "{name}" must be an integer, not {_show(value)}', token=name,
                          expected="an integer")
     if not lo <= value <= hi:
-        raise NetemError(f'netem: "{name}" = {value} is outside {lo}-{hi}', token=name,
+        raise NetemError(f'netem: "{name}" = {_show(value)} is outside {lo}-{hi}', token=name,
                          expected=f"an integer from {lo} to {hi}")
     return value
 

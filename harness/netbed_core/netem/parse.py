@@ -20,6 +20,7 @@ from decimal import Decimal
 from .model import (
     DELAY_DISTRIBUTIONS,
     MAX_DELAY_MS,
+    MAX_SLOT_MS,
     Corrupt,
     Delay,
     Duplicate,
@@ -161,13 +162,15 @@ class _Parser:
     def bad(what: str, tok: str, expected: str) -> NetemError:
         return NetemError(f'netem: bad {what} "{tok}": expected {expected}', token=tok, expected=expected)
 
-    def time(self, what: str, tok: str, *, nanoseconds: bool = False, cap: bool = True) -> float:
+    def time(self, what: str, tok: str, *, nanoseconds: bool = False) -> float:
+        """A time in ms; ``nanoseconds`` is slot's ``get_time64`` (s64 ns), else ``get_time``."""
         try:
             ms = parse_time_ms(tok, nanoseconds=nanoseconds)
         except UnitError as e:
             raise self.bad(what, tok, str(e)) from None
-        if cap and ms > MAX_DELAY_MS:
-            raise self.bad(what, tok, f"a time tc can represent (at most {MAX_DELAY_MS}ms)")
+        limit = MAX_SLOT_MS if nanoseconds else MAX_DELAY_MS
+        if ms > limit:
+            raise self.bad(what, tok, f"a time tc can represent (at most {limit}ms)")
         return ms
 
     def pct(self, what: str, tok: str) -> float:
@@ -320,6 +323,8 @@ class _Parser:
             raise self.bad("rate", tok, str(e)) from None
         if bits < 8:
             raise self.bad("rate", tok, "at least 8bit (the kernel counts whole bytes per second)")
+        if bits > _U64_MAX:
+            raise self.bad("rate", tok, f"at most {_U64_MAX}bit (tc keeps a 64-bit rate)")
         overhead = cell = cell_overhead = 0
         if self.next_is_signed_number():
             overhead = self.integer("rate packet overhead", self.take(), -_S32_MAX - 1, _S32_MAX, signed=True)
@@ -332,11 +337,11 @@ class _Parser:
 
     def kw_slot(self, kw: str) -> None:
         if self.next_is_number():
-            lo = self.time("slot min delay", self.take(), nanoseconds=True, cap=False)
+            lo = self.time("slot min delay", self.take(), nanoseconds=True)
             hi = lo
             if self.next_is_number():
                 tok = self.take()
-                hi = self.time("slot max delay", tok, nanoseconds=True, cap=False)
+                hi = self.time("slot max delay", tok, nanoseconds=True)
                 if hi < lo:
                     raise self.bad("slot max delay", tok, "a time not below the min delay")
             dist: str | None = None
@@ -352,9 +357,9 @@ class _Parser:
                              "normal, pareto, paretonormal or a table FILE")
             dmean = self.time("slot distribution delay",
                               self.need("slot distribution", "a delay and a jitter", "a time like 10ms"),
-                              nanoseconds=True, cap=False)
+                              nanoseconds=True)
             jtok = self.need("slot distribution", "a jitter after the delay", "a time like 2ms")
-            djit = self.time("slot distribution jitter", jtok, nanoseconds=True, cap=False)
+            djit = self.time("slot distribution jitter", jtok, nanoseconds=True)
             if djit <= 0:
                 raise self.bad("slot distribution jitter", jtok, "a jitter above zero")
             lo = hi = 0.0
