@@ -20,7 +20,7 @@ def test_huge_rate_is_rejected_quickly_naming_the_token() -> None:
     with pytest.raises(NetemError) as err:
         parse("rate 1e999999bit")
     elapsed_s = time.perf_counter() - started
-    assert elapsed_s < 0.05
+    assert elapsed_s < 0.1  # it took 17-20 s before
     assert err.value.token == "1e999999bit"
     assert str(err.value) == ('netem: bad rate "1e999999bit": expected a rate like 10mbit, with at most 50 '
                               "digits and an exponent from -50 to 50")
@@ -44,7 +44,7 @@ def test_every_number_is_bounded_before_conversion(text: str, token: str) -> Non
     started = time.perf_counter()
     with pytest.raises(NetemError) as err:
         parse(text)
-    assert time.perf_counter() - started < 0.05
+    assert time.perf_counter() - started < 0.1
     assert err.value.token == token
     assert "at most 50 digits" in str(err.value)
 

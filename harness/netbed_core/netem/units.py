@@ -138,7 +138,7 @@ def _check_size(literal: str, expected: str) -> None:
     hostile token is one pass over its characters.
     """
     mantissa, _, exponent = literal.lower().partition("e")
-    digits = sum(c.isdigit() for c in mantissa)
+    digits = len(mantissa.lstrip("+-")) - mantissa.count(".")
     exp_digits = exponent.lstrip("+-").lstrip("0")
     if digits > MAX_DIGITS or len(exp_digits) > 4 or (exp_digits and int(exp_digits) > MAX_EXPONENT):
         raise UnitError(_bounds(expected))

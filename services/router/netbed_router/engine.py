@@ -47,13 +47,29 @@ from __future__ import annotations
 import heapq
 import os
 import random
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from netbed_core.netem import Netem
+from netbed_core.netem import (
+    Corrupt,
+    Delay,
+    Duplicate,
+    Ecn,
+    GemodelLoss,
+    Limit,
+    Netem,
+    NetemError,
+    Partition,
+    RandomLoss,
+    Rate,
+    Reorder,
+    Section,
+    Seed,
+    Slot,
+    StateLoss,
+)
 from netbed_core.netem import from_dict as netem_from_dict
-from netbed_core.netem.model import GemodelLoss, RandomLoss, StateLoss
 from netbed_core.verdicts import NF_ACCEPT, NF_DROP
 
 from .packets import ecn_set_ce, ip_header_len
@@ -140,61 +156,108 @@ class EngineConfig:
 
     @classmethod
     def from_netem(cls, n: Netem) -> EngineConfig:
-        """The engine's units for a validated impairment: ns, and u32 probabilities."""
+        """The engine's units for a validated impairment: ns, and u32 probabilities.
+
+        One step per section (:data:`CONFIG_STEPS`); a section the engine has no step for is
+        refused rather than silently ignored.
+        """
         kw: dict[str, Any] = {}
-        if n.delay is not None:
-            kw["latency_ns"] = ms_to_ns(n.delay.delay_ms)
-            kw["jitter_ns"] = min(0x7FFFFFFF, ms_to_ns(n.delay.jitter_ms))  # netem: s32 ns
-            kw["delay_corr"] = pct_to_u32(n.delay.correlation_pct)
-            kw["dist"] = n.delay.distribution  # None = netem's default (uniform)
-        loss = n.loss
-        if isinstance(loss, RandomLoss):
-            kw["loss"] = pct_to_u32(loss.pct)
-            kw["loss_corr"] = pct_to_u32(loss.correlation_pct)
-            if kw["loss"]:
-                kw["loss_model"] = "random"
-        elif isinstance(loss, StateLoss):
-            kw["loss_model"] = "state"
-            # netem a1..a5 = p13, p31, p32, p14, p23
-            kw["clg"] = tuple(pct_to_u32(p) for p in (loss.p13_pct, loss.p31_pct, loss.p32_pct,
-                                                        loss.p14_pct, loss.p23_pct))
-        elif isinstance(loss, GemodelLoss):
-            kw["loss_model"] = "gemodel"
-            # tc passes h = 0xffffffff - (1-h) to the kernel; a4 is 1-k as given.
-            kw["clg"] = (pct_to_u32(loss.p_pct), pct_to_u32(loss.r_pct),
-                         U32_MAX - pct_to_u32(loss.one_minus_h_pct), pct_to_u32(loss.one_minus_k_pct), 0)
-        if n.duplicate is not None:
-            kw["duplicate"] = pct_to_u32(n.duplicate.pct)
-            kw["dup_corr"] = pct_to_u32(n.duplicate.correlation_pct)
-        if n.corrupt is not None:
-            kw["corrupt"] = pct_to_u32(n.corrupt.pct)
-            kw["corrupt_corr"] = pct_to_u32(n.corrupt.correlation_pct)
-        if n.reorder is not None:
-            kw["reorder"] = pct_to_u32(n.reorder.pct)
-            kw["reorder_corr"] = pct_to_u32(n.reorder.correlation_pct)
-            kw["gap"] = n.reorder.gap if kw["reorder"] else 0
-        if n.rate is not None:
-            kw["rate_bytes_per_s"] = n.rate.bits_per_s // 8  # tc converts bit/s to the kernel's byte/s
-            kw["packet_overhead"] = n.rate.packet_overhead_bytes
-            kw["cell_size"] = n.rate.cell_size_bytes
-            kw["cell_overhead"] = n.rate.cell_overhead_bytes
-        slot = n.slot
-        if slot is not None:
-            if slot.distribution is not None:
-                kw["slot_with_dist"] = True
-                kw["slot_dist"] = None if slot.distribution == "uniform" else slot.distribution
-                kw["slot_dist_delay_ns"] = ms_to_ns(slot.delay_ms or 0.0)
-                kw["slot_dist_jitter_ns"] = min(0x7FFFFFFF, ms_to_ns(slot.jitter_ms or 0.0))
-            else:
-                kw["slot_min_ns"] = ms_to_ns(slot.min_delay_ms)
-                kw["slot_max_ns"] = ms_to_ns(slot.max_delay_ms)
-            kw["slot_max_packets"] = slot.max_packets or 0
-            kw["slot_max_bytes"] = slot.max_bytes or 0
-        return cls(**kw, limit=n.limit_packets, ecn=n.ecn, partition=n.partition, seed=n.seed)
+        for section in n.sections():
+            step = CONFIG_STEPS.get(type(section))
+            if step is None:
+                raise NetemError(f"netem: the userspace engine cannot apply {section.keywords[0]!r} yet",
+                                 token=section.keywords[0], expected="a section the engine implements")
+            kw.update(step(section))
+        return cls(**kw)
 
 
 def ms_to_ns(ms: float) -> int:
     return int(round(ms * 1e6))
+
+
+# --------------------------------------------------------------------------------------
+# Engine units per section
+# --------------------------------------------------------------------------------------
+def _delay(d: Delay) -> dict[str, Any]:
+    return {"latency_ns": ms_to_ns(d.delay_ms),
+            "jitter_ns": min(0x7FFFFFFF, ms_to_ns(d.jitter_ms)),  # netem: s32 ns
+            "delay_corr": pct_to_u32(d.correlation_pct),
+            "dist": d.distribution}  # None = netem's default (uniform)
+
+
+def _random_loss(loss: RandomLoss) -> dict[str, Any]:
+    threshold = pct_to_u32(loss.pct)
+    return {"loss": threshold, "loss_corr": pct_to_u32(loss.correlation_pct),
+            "loss_model": "random" if threshold else None}
+
+
+def _state_loss(loss: StateLoss) -> dict[str, Any]:
+    # netem a1..a5 = p13, p31, p32, p14, p23
+    return {"loss_model": "state",
+            "clg": tuple(pct_to_u32(p) for p in (loss.p13_pct, loss.p31_pct, loss.p32_pct,
+                                                   loss.p14_pct, loss.p23_pct))}
+
+
+def _gemodel_loss(loss: GemodelLoss) -> dict[str, Any]:
+    # tc passes h = 0xffffffff - (1-h) to the kernel; a4 is 1-k as given.
+    return {"loss_model": "gemodel",
+            "clg": (pct_to_u32(loss.p_pct), pct_to_u32(loss.r_pct),
+                    U32_MAX - pct_to_u32(loss.one_minus_h_pct), pct_to_u32(loss.one_minus_k_pct), 0)}
+
+
+def _duplicate(d: Duplicate) -> dict[str, Any]:
+    return {"duplicate": pct_to_u32(d.pct), "dup_corr": pct_to_u32(d.correlation_pct)}
+
+
+def _corrupt(c: Corrupt) -> dict[str, Any]:
+    return {"corrupt": pct_to_u32(c.pct), "corrupt_corr": pct_to_u32(c.correlation_pct)}
+
+
+def _reorder(r: Reorder) -> dict[str, Any]:
+    threshold = pct_to_u32(r.pct)
+    return {"reorder": threshold, "reorder_corr": pct_to_u32(r.correlation_pct),
+            "gap": r.gap if threshold else 0}
+
+
+def _rate(r: Rate) -> dict[str, Any]:
+    return {"rate_bytes_per_s": r.bits_per_s // 8,  # tc converts bit/s to the kernel's byte/s
+            "packet_overhead": r.packet_overhead_bytes,
+            "cell_size": r.cell_size_bytes,
+            "cell_overhead": r.cell_overhead_bytes}
+
+
+def _slot(slot: Slot) -> dict[str, Any]:
+    kw: dict[str, Any] = {"slot_max_packets": slot.max_packets or 0, "slot_max_bytes": slot.max_bytes or 0}
+    if slot.distribution is not None:
+        kw |= {"slot_with_dist": True,
+               "slot_dist": None if slot.distribution == "uniform" else slot.distribution,
+               "slot_dist_delay_ns": ms_to_ns(slot.delay_ms or 0.0),
+               "slot_dist_jitter_ns": min(0x7FFFFFFF, ms_to_ns(slot.jitter_ms or 0.0))}
+    else:
+        kw |= {"slot_min_ns": ms_to_ns(slot.min_delay_ms), "slot_max_ns": ms_to_ns(slot.max_delay_ms)}
+    return kw
+
+
+def _step(convert: Callable[[Any], dict[str, Any]]) -> Callable[[Section], dict[str, Any]]:
+    return convert
+
+
+CONFIG_STEPS: dict[type[Section], Callable[[Section], dict[str, Any]]] = {
+    Limit: _step(lambda s: {"limit": s.packets}),
+    Delay: _step(_delay),
+    RandomLoss: _step(_random_loss),
+    StateLoss: _step(_state_loss),
+    GemodelLoss: _step(_gemodel_loss),
+    Duplicate: _step(_duplicate),
+    Corrupt: _step(_corrupt),
+    Reorder: _step(_reorder),
+    Rate: _step(_rate),
+    Slot: _step(_slot),
+    Ecn: _step(lambda s: {"ecn": s.enabled}),
+    Seed: _step(lambda s: {"seed": s.value}),
+    Partition: _step(lambda s: {"partition": s.enabled}),
+}
+"""Each section's engine units (EngineConfig fields), by section class (each loss model apart)."""
 
 
 # --------------------------------------------------------------------------------------
