@@ -13,12 +13,15 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from .checks import DEFAULT_LIMIT_PACKETS, FULL_PACKET_BYTES, U32_MAX, U64_MAX, NetemError, check_int
 from .section import Section, Tokens
-from .units import format_rate_human, format_time_ms
+from .units import format_rate_human, format_time_ms, parse_size_bytes
 
 if TYPE_CHECKING:
     from .model import Netem
 
 __all__ = ["Ecn", "Limit", "Partition", "Seed"]
+
+_SIZE_SUFFIXES = frozenset({"b", "k", "kb", "m", "mb", "g", "gb", "kbit", "mbit", "gbit"})
+"""iproute2 get_size()'s units (tc reads limit as a size)."""
 
 
 class _Plain(Section):
@@ -87,7 +90,15 @@ class Limit(_Plain):
     @classmethod
     def parse(cls, tokens: Tokens, keyword: str) -> object:
         tok = tokens.need(keyword, "a number of packets", "a number of packets like 1000")
-        return tokens.integer("limit", tok, 1, U32_MAX)
+        try:
+            return tokens.integer("limit", tok, 1, U32_MAX, octal_zero=False)
+        except NetemError:
+            if tok[:1].isdigit() and tok.lstrip("0123456789.").lower() in _SIZE_SUFFIXES:
+                # tc reads limit with get_size(), so "1k" is 1024 packets there: say so.
+                packets = parse_size_bytes(tok)
+                raise tokens.bad("limit", tok, f'a whole number of packets (tc reads limit as a size, so "{tok}" '
+                                 f"would be {packets} packets: write {packets})") from None
+            raise
 
     def is_set(self) -> bool:
         return self.packets != DEFAULT_LIMIT_PACKETS

@@ -257,9 +257,10 @@ class Tokens:
             out.append(self.pct(f"{what} {name}", self.take()))
         return out
 
-    def integer(self, what: str, tok: str, lo: int, hi: int, *, signed: bool = False) -> int:
+    def integer(self, what: str, tok: str, lo: int, hi: int, *, signed: bool = False, octal_zero: bool = True) -> int:
+        """A decimal integer in ``lo..hi``; see :func:`~.units.parse_int` for ``octal_zero``."""
         try:
-            value = parse_int(tok, signed=signed)
+            value = parse_int(tok, signed=signed, octal_zero=octal_zero)
         except UnitError as e:
             raise self.bad(what, tok, str(e)) from None
         if not lo <= value <= hi:

@@ -250,13 +250,22 @@ def parse_size_bytes(token: str) -> int:
     return int(value * scale)  # get_size() truncates
 
 
-def parse_int(token: str, *, signed: bool = False) -> int:
-    """Parse a plain decimal integer (tc would also take ``0x..``/octal; netbed does not)."""
+def parse_int(token: str, *, signed: bool = False, octal_zero: bool = True) -> int:
+    """Parse a plain decimal integer.
+
+    tc reads most integers with ``strtoul(..., 0)`` (``get_u32``/``get_s32``/``get_u64`` with
+    base 0), so ``010`` means octal 8 and ``08`` is an error there; netbed takes decimal only
+    and, where tc would read octal (``octal_zero``), rejects a leading zero instead of
+    silently giving it another value. ``limit`` is read by tc as a size (decimal), so it
+    passes ``octal_zero=False``.
+    """
     pattern = r"[-+]?[0-9]+" if signed else r"\+?[0-9]+"
     expected = "an integer" if signed else "a whole number"
     if re.fullmatch(pattern, token) is None:
         raise UnitError(expected)
     _check_size(token, expected)
+    if octal_zero and re.fullmatch(r"[-+]?0[0-9]+", token):
+        raise UnitError(f"{expected} without a leading zero (tc reads a leading 0 as octal: 010 is 8)")
     return int(token)
 
 
