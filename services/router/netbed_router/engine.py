@@ -132,6 +132,7 @@ class Engine:
         self.slot_packets_left = c.slot_max_packets or 0x7FFFFFFF
         self.slot_bytes_left = c.slot_max_bytes or 0x7FFFFFFF
         self._delay_on = bool(c.latency_ns or c.jitter_ns or c.rate_bytes_per_s)
+        self._reorder_or_delay_on = bool(c.gap or self._delay_on)
         self._rate = c.rate_bytes_per_s
 
     # -- loss models ----------------------------------------------------------------------
@@ -260,7 +261,11 @@ class Engine:
             copy = bytes(mangled) if mangled is not None else bytes(data)
         if c.corrupt and c.corrupt >= self.corrupt_cor.next():
             mangled = self._apply_corrupt(data, mangled, length)
-        delay = self._reorder_or_delay()
+        if self._reorder_or_delay_on:
+            delay = self._reorder_or_delay()
+        else:
+            self.counter += 1  # as _reorder_or_delay does: the counter only matters with a gap
+            delay = 0
         held = self.held
         if len(held.heap) >= c.limit:
             st.dropped_limit += 1
