@@ -77,6 +77,7 @@ def show(value: object) -> str:
 
 
 def check_number(name: str, value: object) -> float:
+    """``value`` as a float: a finite int or float of at most 64 bits (bool is refused)."""
     if isinstance(value, int) and not isinstance(value, bool) and value.bit_length() > _MAX_INT_BITS:
         raise NetemError(f'netem: "{name}" = {show(value)} is too large: at most {_MAX_INT_BITS} bits',
                          token=name, expected="a number of at most 64 bits")
@@ -87,6 +88,7 @@ def check_number(name: str, value: object) -> float:
 
 
 def check_pct(name: str, value: object) -> float:
+    """``value`` as a percentage, 0-100."""
     v = check_number(name, value)
     if not 0.0 <= v <= 100.0:
         raise NetemError(f'netem: "{name}" = {show(value)} is outside 0-100%', token=name,
@@ -95,6 +97,7 @@ def check_pct(name: str, value: object) -> float:
 
 
 def check_ms(name: str, value: object, *, limit: float = MAX_SLOT_MS) -> float:
+    """``value`` as a time in milliseconds, from 0 to ``limit``."""
     v = check_number(name, value)
     if v < 0:
         raise NetemError(f'netem: "{name}" = {show(value)} is negative', token=name,
@@ -106,6 +109,7 @@ def check_ms(name: str, value: object, *, limit: float = MAX_SLOT_MS) -> float:
 
 
 def check_int(name: str, value: object, lo: int, hi: int) -> int:
+    """``value`` as an int from ``lo`` to ``hi`` (bool and float are refused)."""
     if isinstance(value, bool) or not isinstance(value, int):
         raise NetemError(f'netem: "{name}" must be an integer, not {show(value)}', token=name,
                          expected="an integer")
