@@ -5,7 +5,9 @@
     >>> n.to_tc_args()
     ['limit', '1000', 'delay', '100ms', '10ms', 'distribution', 'normal', 'loss', 'random', '1%']
 
-Standard library only (this package is copied into the router image). See docs/netem.md.
+A configuration is made of sections (one small class each, see ``section.py``), listed in one
+registry (``registry.py``). Standard library only (this package is copied into the router
+image). See docs/netem.md and docs/extending.md.
 """
 
 from __future__ import annotations
@@ -27,21 +29,32 @@ from .model import (
     from_dict,
 )
 from .parse import parse
+from .registry import REGISTRY, Registry
 from .render import describe, to_tc_args, to_text
+from .scalars import Ecn, Limit, Partition, Seed
+from .section import Section, Tokens
 
 __all__ = [
+    "REGISTRY",
     "Corrupt",
     "Delay",
     "Duplicate",
+    "Ecn",
     "GemodelLoss",
+    "Limit",
     "Loss",
     "Netem",
     "NetemError",
+    "Partition",
     "RandomLoss",
     "Rate",
+    "Registry",
     "Reorder",
+    "Section",
+    "Seed",
     "Slot",
     "StateLoss",
+    "Tokens",
     "describe",
     "from_dict",
     "lint",

@@ -15,6 +15,9 @@ here exactly what it means to ``tc``:
 
 Numbers are handled as :class:`decimal.Decimal` so that unit conversion is exact (``0.7s`` is
 exactly 700 ms), and formatting emits the shortest string that parses back to the same float.
+Every number is bounded *before* it is converted (at most :data:`MAX_DIGITS` digits and an
+exponent within ±:data:`MAX_EXPONENT`): ``1e999999bit`` would otherwise build a million-digit
+integer while holding the GIL, and ``1e999999999ms`` overflows :mod:`decimal`'s context.
 Standard library only.
 """
 
@@ -24,6 +27,8 @@ import re
 from decimal import Decimal, InvalidOperation
 
 __all__ = [
+    "MAX_DIGITS",
+    "MAX_EXPONENT",
     "UnitError",
     "format_number",
     "format_percent",
@@ -43,6 +48,12 @@ __all__ = [
 class UnitError(ValueError):
     """A value could not be parsed; ``str(err)`` says what was expected (e.g. "a time like 100ms")."""
 
+
+MAX_DIGITS = 50
+"""Most digits a number may have (before the exponent); 2**64 has 20, so no real value is lost."""
+
+MAX_EXPONENT = 50
+"""Largest exponent magnitude accepted (``1e50``, ``1e-50``); every tc field is far smaller."""
 
 _NUMBER = re.compile(r"([-+]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][-+]?[0-9]+)?)(.*)", re.DOTALL)
 
@@ -115,11 +126,34 @@ def starts_like_signed_number(token: str) -> bool:
     return starts_like_number(token) or token[:1] == "-"
 
 
-def _split(token: str) -> tuple[Decimal, str] | None:
-    """Split ``"10.5ms"`` into ``(Decimal("10.5"), "ms")``; None if it does not start with a number."""
+def _bounds(expected: str) -> str:
+    return (f"{expected}, with at most {MAX_DIGITS} digits and an exponent "
+            f"from -{MAX_EXPONENT} to {MAX_EXPONENT}")
+
+
+def _check_size(literal: str, expected: str) -> None:
+    """Reject a number literal too long or too far in exponent to convert cheaply.
+
+    Checked on the text, before :class:`Decimal` or :class:`int` sees it, so the cost of a
+    hostile token is one pass over its characters.
+    """
+    mantissa, _, exponent = literal.lower().partition("e")
+    digits = len(mantissa.lstrip("+-")) - mantissa.count(".")
+    exp_digits = exponent.lstrip("+-").lstrip("0")
+    if digits > MAX_DIGITS or len(exp_digits) > 4 or (exp_digits and int(exp_digits) > MAX_EXPONENT):
+        raise UnitError(_bounds(expected))
+
+
+def _split(token: str, expected: str) -> tuple[Decimal, str] | None:
+    """Split ``"10.5ms"`` into ``(Decimal("10.5"), "ms")``; None if it does not start with a number.
+
+    Raises :class:`UnitError` (naming ``expected`` and the bounds) for a number beyond
+    :data:`MAX_DIGITS` / :data:`MAX_EXPONENT`.
+    """
     m = _NUMBER.fullmatch(token)
     if m is None:
         return None
+    _check_size(m.group(1), expected)
     try:
         value = Decimal(m.group(1))
     except InvalidOperation:  # pragma: no cover - the regex only admits valid literals
@@ -138,7 +172,7 @@ def parse_time_ms(token: str, *, nanoseconds: bool = False) -> float:
     Negative times are rejected.
     """
     expected = "a time like 100ms"
-    parts = _split(token)
+    parts = _split(token, expected)
     if parts is None:
         raise UnitError(expected)
     value, suffix = parts
@@ -163,9 +197,10 @@ def parse_percent(token: str) -> float:
     Raises :class:`UnitError` with ``"range"`` as message when the number is outside 0-100
     (iproute2's ``parse_percent()`` checks the range first, so ``-1%`` is out of range).
     """
-    parts = _split(token)
+    expected = "a percentage like 1% or 0.5%"
+    parts = _split(token, expected)
     if parts is None or parts[1] not in ("", "%"):
-        raise UnitError("a percentage like 1% or 0.5%")
+        raise UnitError(expected)
     value = parts[0]
     if value < 0 or value > 100:
         raise UnitError("range")
@@ -179,7 +214,7 @@ def parse_rate_bits(token: str) -> int:
     case-insensitively like tc (``Mbps`` = ``mbps`` = megabytes per second).
     """
     expected = "a rate like 10mbit"
-    parts = _split(token)
+    parts = _split(token, expected)
     if parts is None:
         raise UnitError(expected)
     value, suffix = parts
@@ -199,7 +234,7 @@ def parse_rate_bits(token: str) -> int:
 def parse_size_bytes(token: str) -> int:
     """Parse a tc size (``get_size()``) and return bytes: bare = bytes, ``k``/``kb`` = 1024 bytes, ..."""
     expected = "a size like 1500 or 64kb"
-    parts = _split(token)
+    parts = _split(token, expected)
     if parts is None:
         raise UnitError(expected)
     value, suffix = parts
@@ -215,11 +250,22 @@ def parse_size_bytes(token: str) -> int:
     return int(value * scale)  # get_size() truncates
 
 
-def parse_int(token: str, *, signed: bool = False) -> int:
-    """Parse a plain decimal integer (tc would also take ``0x..``/octal; netbed does not)."""
+def parse_int(token: str, *, signed: bool = False, octal_zero: bool = True) -> int:
+    """Parse a plain decimal integer.
+
+    tc reads most integers with ``strtoul(..., 0)`` (``get_u32``/``get_s32``/``get_u64`` with
+    base 0), so ``010`` means octal 8 and ``08`` is an error there; netbed takes decimal only
+    and, where tc would read octal (``octal_zero``), rejects a leading zero instead of
+    silently giving it another value. ``limit`` is read by tc as a size (decimal), so it
+    passes ``octal_zero=False``.
+    """
     pattern = r"[-+]?[0-9]+" if signed else r"\+?[0-9]+"
+    expected = "an integer" if signed else "a whole number"
     if re.fullmatch(pattern, token) is None:
-        raise UnitError("an integer" if signed else "a whole number")
+        raise UnitError(expected)
+    _check_size(token, expected)
+    if octal_zero and re.fullmatch(r"[-+]?0[0-9]+", token):
+        raise UnitError(f"{expected} without a leading zero (tc reads a leading 0 as octal: 010 is 8)")
     return int(token)
 
 

@@ -47,154 +47,19 @@ from __future__ import annotations
 import heapq
 import os
 import random
-from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import Any
 
-from netbed_core.netem import Netem
-from netbed_core.netem import from_dict as netem_from_dict
-from netbed_core.netem.model import GemodelLoss, RandomLoss, StateLoss
 from netbed_core.verdicts import NF_ACCEPT, NF_DROP
 
+from .engine_config import EngineConfig
 from .packets import ecn_set_ce, ip_header_len
 from .randomness import CRandom, tabledist
 from .stats import DirectionStats
 
-U32_MAX = 0xFFFFFFFF
+__all__ = ["L2_HEADER_BYTES", "Engine", "EngineConfig", "HeldQueue"]
+
 #: Link-layer header a netem qdisc on an Ethernet device counts in the packet length.
 L2_HEADER_BYTES = 14
-DEFAULT_LIMIT = 1000
-
-
-def pct_to_u32(pct: float) -> int:
-    """A percentage 0..100 as netem's u32 probability (iproute2 ``get_percent``)."""
-    return int(round(pct / 100.0 * U32_MAX))
-
-
-@dataclass(frozen=True)
-class EngineConfig:
-    """A validated impairment; times in ns, probabilities as u32 thresholds."""
-
-    latency_ns: int = 0
-    jitter_ns: int = 0
-    delay_corr: int = 0
-    dist: str | None = None  # None = uniform
-    loss_model: str | None = None  # None, "random", "state", "gemodel"
-    loss: int = 0
-    loss_corr: int = 0
-    clg: tuple[int, int, int, int, int] = (0, 0, 0, 0, 0)  # netem's a1..a5
-    duplicate: int = 0
-    dup_corr: int = 0
-    corrupt: int = 0
-    corrupt_corr: int = 0
-    reorder: int = 0
-    reorder_corr: int = 0
-    gap: int = 0
-    rate_bytes_per_s: int = 0
-    packet_overhead: int = 0
-    cell_size: int = 0
-    cell_overhead: int = 0
-    slot_min_ns: int = 0
-    slot_max_ns: int = 0
-    slot_dist: str | None = None
-    slot_dist_delay_ns: int = 0
-    slot_dist_jitter_ns: int = 0
-    slot_max_packets: int = 0
-    slot_max_bytes: int = 0
-    slot_with_dist: bool = False
-    limit: int = DEFAULT_LIMIT
-    ecn: bool = False
-    partition: bool = False
-    seed: int | None = None
-
-    @property
-    def slot_enabled(self) -> bool:
-        """netem: a slot is active if min, max or jitter of the slot is non-zero."""
-        return bool(self.slot_min_ns or self.slot_max_ns or self.slot_dist_jitter_ns)
-
-    @property
-    def is_noop(self) -> bool:
-        """True when no packet would be changed, dropped or held (limit/ecn/seed alone)."""
-        return not (
-            self.latency_ns
-            or self.jitter_ns
-            or self.loss_model
-            or self.duplicate
-            or self.corrupt
-            or (self.reorder and self.gap)
-            or self.rate_bytes_per_s
-            or self.slot_enabled
-            or self.partition
-        )
-
-    @property
-    def needs_payload(self) -> bool:
-        """Whether whole packets must be copied to userspace (mangle or re-inject)."""
-        return bool(self.duplicate or self.corrupt or self.ecn)
-
-    @classmethod
-    def from_dict(cls, spec: Mapping[str, Any]) -> EngineConfig:
-        """Validate the impairment dict with the shared model (netbed_core.netem: ValueError
-        names the bad key) and convert it to the engine's units."""
-        return cls.from_netem(netem_from_dict(spec))
-
-    @classmethod
-    def from_netem(cls, n: Netem) -> EngineConfig:
-        """The engine's units for a validated impairment: ns, and u32 probabilities."""
-        kw: dict[str, Any] = {}
-        if n.delay is not None:
-            kw["latency_ns"] = ms_to_ns(n.delay.delay_ms)
-            kw["jitter_ns"] = min(0x7FFFFFFF, ms_to_ns(n.delay.jitter_ms))  # netem: s32 ns
-            kw["delay_corr"] = pct_to_u32(n.delay.correlation_pct)
-            kw["dist"] = n.delay.distribution  # None = netem's default (uniform)
-        loss = n.loss
-        if isinstance(loss, RandomLoss):
-            kw["loss"] = pct_to_u32(loss.pct)
-            kw["loss_corr"] = pct_to_u32(loss.correlation_pct)
-            if kw["loss"]:
-                kw["loss_model"] = "random"
-        elif isinstance(loss, StateLoss):
-            kw["loss_model"] = "state"
-            # netem a1..a5 = p13, p31, p32, p14, p23
-            kw["clg"] = tuple(pct_to_u32(p) for p in (loss.p13_pct, loss.p31_pct, loss.p32_pct,
-                                                        loss.p14_pct, loss.p23_pct))
-        elif isinstance(loss, GemodelLoss):
-            kw["loss_model"] = "gemodel"
-            # tc passes h = 0xffffffff - (1-h) to the kernel; a4 is 1-k as given.
-            kw["clg"] = (pct_to_u32(loss.p_pct), pct_to_u32(loss.r_pct),
-                         U32_MAX - pct_to_u32(loss.one_minus_h_pct), pct_to_u32(loss.one_minus_k_pct), 0)
-        if n.duplicate is not None:
-            kw["duplicate"] = pct_to_u32(n.duplicate.pct)
-            kw["dup_corr"] = pct_to_u32(n.duplicate.correlation_pct)
-        if n.corrupt is not None:
-            kw["corrupt"] = pct_to_u32(n.corrupt.pct)
-            kw["corrupt_corr"] = pct_to_u32(n.corrupt.correlation_pct)
-        if n.reorder is not None:
-            kw["reorder"] = pct_to_u32(n.reorder.pct)
-            kw["reorder_corr"] = pct_to_u32(n.reorder.correlation_pct)
-            kw["gap"] = n.reorder.gap if kw["reorder"] else 0
-        if n.rate is not None:
-            kw["rate_bytes_per_s"] = n.rate.bits_per_s // 8  # tc converts bit/s to the kernel's byte/s
-            kw["packet_overhead"] = n.rate.packet_overhead_bytes
-            kw["cell_size"] = n.rate.cell_size_bytes
-            kw["cell_overhead"] = n.rate.cell_overhead_bytes
-        slot = n.slot
-        if slot is not None:
-            if slot.distribution is not None:
-                kw["slot_with_dist"] = True
-                kw["slot_dist"] = None if slot.distribution == "uniform" else slot.distribution
-                kw["slot_dist_delay_ns"] = ms_to_ns(slot.delay_ms or 0.0)
-                kw["slot_dist_jitter_ns"] = min(0x7FFFFFFF, ms_to_ns(slot.jitter_ms or 0.0))
-            else:
-                kw["slot_min_ns"] = ms_to_ns(slot.min_delay_ms)
-                kw["slot_max_ns"] = ms_to_ns(slot.max_delay_ms)
-            kw["slot_max_packets"] = slot.max_packets or 0
-            kw["slot_max_bytes"] = slot.max_bytes or 0
-        return cls(**kw, limit=n.limit_packets, ecn=n.ecn, partition=n.partition, seed=n.seed)
-
-
-def ms_to_ns(ms: float) -> int:
-    return int(round(ms * 1e6))
 
 
 # --------------------------------------------------------------------------------------
@@ -267,6 +132,7 @@ class Engine:
         self.slot_packets_left = c.slot_max_packets or 0x7FFFFFFF
         self.slot_bytes_left = c.slot_max_bytes or 0x7FFFFFFF
         self._delay_on = bool(c.latency_ns or c.jitter_ns or c.rate_bytes_per_s)
+        self._reorder_or_delay_on = bool(c.gap or self._delay_on)
         self._rate = c.rate_bytes_per_s
 
     # -- loss models ----------------------------------------------------------------------
@@ -370,6 +236,10 @@ class Engine:
     def _enqueue(
         self, packet_id: int, data: bytes | bytearray | memoryview, length: int, now: int, is_copy: bool
     ) -> bool:
+        """netem_enqueue, one section's decision per step, in netem's order: duplicate, loss
+        (or an ECN mark), corrupt, reorder or delay, limit, rate, hold.  The order of the
+        random draws is part of the reproducibility guarantee (module docstring): a step
+        draws only when its section is active, exactly as before it was split up."""
         c = self.config
         st = self.stats
         count = 1
@@ -377,9 +247,8 @@ class Engine:
             count = 2
         mangled: bytearray | None = None
         if c.loss_model is not None and self.loss_event():
-            if c.ecn and len(data) == length and (mangled := ecn_set_ce(data)) is not None:
-                st.ecn_marked += 1
-            else:
+            mangled = self._ecn_mark(data, length)
+            if mangled is None:
                 count -= 1
         if count == 0:
             st.dropped_loss += 1
@@ -391,22 +260,12 @@ class Engine:
             # netem clones before corrupting: the copy has the CE mark but not the bit flip.
             copy = bytes(mangled) if mangled is not None else bytes(data)
         if c.corrupt and c.corrupt >= self.corrupt_cor.next():
-            flipped = self._corrupt(mangled if mangled is not None else data, length)
-            if flipped is not None:
-                mangled = flipped
-                st.corrupted += 1
-        # Reorder and delay are drawn before the limit check (unlike netem) so that every
-        # packet consumes the same random numbers whatever the queue length: limit drops
-        # depend on timing and must not shift later decisions.
-        immediate = False
-        delay = 0
-        if c.gap and (self.counter >= c.gap - 1) and c.reorder >= self.reorder_cor.next():
-            immediate = True
-            self.counter = 0
+            mangled = self._apply_corrupt(data, mangled, length)
+        if self._reorder_or_delay_on:
+            delay = self._reorder_or_delay()
         else:
-            self.counter += 1
-            if self._delay_on:
-                delay = tabledist(c.latency_ns, c.jitter_ns, self.delay_cor, self.rng, c.dist)
+            self.counter += 1  # as _reorder_or_delay does: the counter only matters with a gap
+            delay = 0
         held = self.held
         if len(held.heap) >= c.limit:
             st.dropped_limit += 1
@@ -417,21 +276,10 @@ class Engine:
             st.duplicated += 1
             self._enqueue(-1, copy, length, now, True)
         payload: bytes | bytearray | None = mangled if not is_copy else (mangled or bytes(data))
-        if immediate:
+        if delay is None:
             st.reordered += 1
             return self._send_now(packet_id, payload, length, is_copy)
-        base = now
-        if self._rate:
-            last = held.last_tts
-            if last is not None:
-                # netem: the last held packet is the reference point; the part of the
-                # delay already spent waiting behind it is a "time bonus".
-                delay -= last - now
-                if delay < 0:
-                    delay = 0
-                base = last
-            delay += self.packet_time_ns(length)
-        tts = base + delay
+        tts = self._rate_time_to_send(now, delay, length) if self._rate else now + delay
         if tts <= now and not self.slot_on:
             return self._send_now(packet_id, payload, length, is_copy)
         st.delayed += 1
@@ -440,6 +288,57 @@ class Engine:
             st.queue_depth_max = len(held.heap)
         st.queue_depth = len(held.heap)
         return False
+
+    # -- enqueue steps, one per section ---------------------------------------------------
+    def _ecn_mark(self, data: bytes | bytearray | memoryview, length: int) -> bytearray | None:
+        """ecn: the CE-marked packet that replaces a loss, or None when the packet is lost
+        (ecn off, a truncated copy, or a flow that is not ECN-capable)."""
+        if not self.config.ecn or len(data) != length:
+            return None
+        marked = ecn_set_ce(data)
+        if marked is not None:
+            self.stats.ecn_marked += 1
+        return marked
+
+    def _apply_corrupt(
+        self, data: bytes | bytearray | memoryview, mangled: bytearray | None, length: int
+    ) -> bytearray | None:
+        """corrupt (its event already drawn): the packet with one bit flipped, or ``mangled``
+        unchanged when nothing could be flipped."""
+        flipped = self._corrupt(mangled if mangled is not None else data, length)
+        if flipped is None:
+            return mangled
+        self.stats.corrupted += 1
+        return flipped
+
+    def _reorder_or_delay(self) -> int | None:
+        """reorder/gap, then delay: None to send the packet at once (reordered), else its
+        delay in ns (may be negative with jitter above the delay: sent at once, not reordered).
+
+        Drawn before the limit check (unlike netem) so that every packet consumes the same
+        random numbers whatever the queue length: limit drops depend on timing and must not
+        shift later decisions."""
+        c = self.config
+        if c.gap and (self.counter >= c.gap - 1) and c.reorder >= self.reorder_cor.next():
+            self.counter = 0
+            return None
+        self.counter += 1
+        if self._delay_on:
+            return tabledist(c.latency_ns, c.jitter_ns, self.delay_cor, self.rng, c.dist)
+        return 0
+
+    def _rate_time_to_send(self, now: int, delay: int, length: int) -> int:
+        """rate: when a packet delayed by ``delay`` ns leaves, serialised after the last held one."""
+        base = now
+        last = self.held.last_tts
+        if last is not None:
+            # netem: the last held packet is the reference point; the part of the
+            # delay already spent waiting behind it is a "time bonus".
+            delay -= last - now
+            if delay < 0:
+                delay = 0
+            base = last
+        return base + delay + self.packet_time_ns(length)
 
     def _send_now(
         self, packet_id: int, payload: bytes | bytearray | None, length: int, is_copy: bool
