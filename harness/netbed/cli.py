@@ -16,7 +16,7 @@ from netbed_core.directions import BOTH, DIRECTIONS
 from netbed_core.netem import NetemError, parse
 from netbed_core.netem.render import describe
 
-from . import engine
+from . import docker_api
 from .errors import NetbedError
 from .profiles import load_profiles, profile
 from .testbed import Testbed
@@ -61,7 +61,7 @@ def cmd_up(opts: argparse.Namespace) -> int:
 def cmd_down(opts: argparse.Namespace) -> int:
     tb = Testbed(opts.instance)
     tb.down()
-    left = engine.leftovers(tb.docker, tb.instance)
+    left = docker_api.leftovers(tb.docker, tb.instance)
     if any(left.values()):
         print(f"netbed: still present after down: {left}; try `make clean`", file=sys.stderr)
         return 1
@@ -116,12 +116,12 @@ def cmd_profiles(opts: argparse.Namespace) -> int:
 
 
 def cmd_clean(opts: argparse.Namespace) -> int:
-    client = engine.connect()
-    removed = engine.remove_by_label(client, None, images=opts.images)
+    client = docker_api.connect()
+    removed = docker_api.remove_by_label(client, None, images=opts.images)
     for kind, names in removed.items():
         if names:
             print(f"removed {len(names)} {kind}: {', '.join(names)}")
-    left = engine.leftovers(client)
+    left = docker_api.leftovers(client)
     if any(left.values()):
         print(f"netbed: could not remove {left}", file=sys.stderr)
         return 1

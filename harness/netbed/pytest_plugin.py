@@ -22,7 +22,7 @@ from typing import Any
 import pytest
 from pytest_docker.plugin import get_docker_services
 
-from . import engine, images
+from . import docker_api, images
 from .compose import COMPOSE_FILE, compose_command
 from .host import Host, Router
 from .profiles import profile
@@ -116,7 +116,7 @@ def netbed_session(
         # pytest-docker does not clean up after a failed `up`, and compose
         # cannot see containers of a crashed earlier run: remove by label.
         if remove:
-            engine.remove_by_label(tb.docker, tb.instance)
+            docker_api.remove_by_label(tb.docker, tb.instance)
 
 
 def reset_testbed(tb: Testbed) -> None:

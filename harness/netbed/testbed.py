@@ -17,7 +17,7 @@ from typing import Any
 import docker
 import tenacity
 
-from . import engine, images
+from . import docker_api, images
 from .agent import AgentConnection
 from .compose import Compose
 from .errors import AgentConnectionError, NetbedError, NotReady, TestbedNotRunning
@@ -52,7 +52,7 @@ class Testbed:
     def __init__(self, instance: str | None = None, client: docker.DockerClient | None = None,
                  keep: bool = False) -> None:
         self.instance = check_instance_name(instance or os.environ.get("NETBED_INSTANCE", DEFAULT_INSTANCE))
-        self.docker = client or engine.connect()
+        self.docker = client or docker_api.connect()
         self.keep = keep
         self.started_here = False
         self._topology: Topology | None = None
@@ -74,7 +74,7 @@ class Testbed:
         for net in self.docker.networks.list():
             labels = net.attrs.get("Labels") or {}
             subnets = [c.get("Subnet") for c in (net.attrs.get("IPAM") or {}).get("Config") or []]
-            if labels.get(engine.LABEL_INSTANCE) == self.instance:
+            if labels.get(docker_api.LABEL_INSTANCE) == self.instance:
                 for subnet in subnets:
                     if subnet and subnet.startswith("10.77."):
                         third = int(ipaddress.ip_network(subnet).network_address.packed[2])
@@ -89,7 +89,7 @@ class Testbed:
     # -- lifecycle -----------------------------------------------------
     def containers(self) -> dict[str, Any]:
         found = {}
-        for container in self.docker.containers.list(all=True, filters=engine.instance_filter(self.instance)):
+        for container in self.docker.containers.list(all=True, filters=docker_api.instance_filter(self.instance)):
             service = container.labels.get("com.docker.compose.service")
             if service in SERVICES:
                 found[service] = container
@@ -135,7 +135,7 @@ class Testbed:
         finally:
             # Belt and braces: whatever compose missed (a crashed run, a
             # renamed file) is found by label.
-            engine.remove_by_label(self.docker, self.instance)
+            docker_api.remove_by_label(self.docker, self.instance)
         self._topology = None
 
     def __enter__(self) -> Testbed:

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from netbed import engine
+from netbed import docker_api
 
 INNER_TESTS = '''
 import socket
@@ -36,7 +36,7 @@ def test_inner_session_leaves_nothing_behind(tmp_path: Path) -> None:
     container, network or volume labelled with its instance is left."""
     instance = f"plugin-{uuid.uuid4().hex[:8]}"
     (tmp_path / "test_inner.py").write_text(INNER_TESTS)
-    client = engine.connect()
+    client = docker_api.connect()
     try:
         proc = subprocess.run(
             [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--netbed-instance", instance,
@@ -46,6 +46,6 @@ def test_inner_session_leaves_nothing_behind(tmp_path: Path) -> None:
         assert proc.returncode == 1, proc.stdout[-3000:] + proc.stderr[-2000:]
         assert "1 failed, 1 passed" in proc.stdout, proc.stdout[-3000:]
         assert "netbed router impairment" in proc.stdout, "a failing test's report carries the router counters"
-        assert engine.leftovers(client, instance) == {"containers": [], "networks": [], "volumes": []}
+        assert docker_api.leftovers(client, instance) == {"containers": [], "networks": [], "volumes": []}
     finally:
-        engine.remove_by_label(client, instance)
+        docker_api.remove_by_label(client, instance)

@@ -1,4 +1,7 @@
-"""The Docker engine, via the docker SDK; and the labels that find our parts."""
+"""The Docker engine's API (the docker SDK), and the labels that find our parts.
+
+Named docker_api, not engine: the router's impairment engine is `netbed_router.engine`.
+"""
 
 from __future__ import annotations
 
