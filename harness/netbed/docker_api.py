@@ -5,6 +5,7 @@ Named docker_api, not engine: the router's impairment engine is `netbed_router.e
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any
 
 import docker
@@ -14,6 +15,12 @@ from .errors import DockerUnavailable
 
 LABEL_TESTBED = "io.netbed.testbed"
 LABEL_INSTANCE = "io.netbed.instance"
+#: The session that started a testbed (see owner.py); empty for one started with `netbed up`.
+LABEL_OWNER = "io.netbed.owner"
+#: On the images netbed builds; they belong to netbed, not to one instance.
+LABEL_IMAGE = "io.netbed.image"
+#: The repositories of the images netbed builds (host images and the bootstrapped base).
+IMAGE_REPOSITORIES = ("netbed/client", "netbed/router", "netbed/server", "netbed/base")
 
 
 def connect() -> docker.DockerClient:
@@ -29,11 +36,14 @@ def connect() -> docker.DockerClient:
     return client
 
 
-def instance_filter(instance: str | None) -> dict[str, Any]:
-    """Label filter for one testbed instance, or for every netbed resource."""
-    if instance is None:
-        return {"label": [f"{LABEL_TESTBED}=true"]}
-    return {"label": [f"{LABEL_TESTBED}=true", f"{LABEL_INSTANCE}={instance}"]}
+def instance_filter(instance: str | None, owner: str | None = None) -> dict[str, Any]:
+    """Label filter for one testbed instance (and owner), or for every netbed resource."""
+    labels = [f"{LABEL_TESTBED}=true"]
+    if instance is not None:
+        labels.append(f"{LABEL_INSTANCE}={instance}")
+    if owner is not None:
+        labels.append(f"{LABEL_OWNER}={owner}")
+    return {"label": labels}
 
 
 def leftovers(client: docker.DockerClient, instance: str | None = None) -> dict[str, list[str]]:
@@ -47,24 +57,50 @@ def leftovers(client: docker.DockerClient, instance: str | None = None) -> dict[
 
 
 def remove_by_label(client: docker.DockerClient, instance: str | None = None,
-                    images: bool = False) -> dict[str, list[str]]:
-    """Remove everything labelled as (one) testbed; returns what was removed."""
-    flt = instance_filter(instance)
-    removed: dict[str, list[str]] = {"containers": [], "networks": [], "volumes": [], "images": []}
+                    owner: str | None = None) -> dict[str, list[str]]:
+    """Remove the containers, networks and volumes labelled as (one) testbed (of one
+    owner); returns what was removed."""
+    flt = instance_filter(instance, owner)
+    removed: dict[str, list[str]] = {"containers": [], "networks": [], "volumes": []}
+    # NotFound: another netbed command (a reaper, a concurrent `down`) removed it first.
     for container in client.containers.list(all=True, filters=flt):
-        container.remove(force=True, v=True)
-        removed["containers"].append(str(container.name))
+        with contextlib.suppress(docker.errors.NotFound):
+            container.remove(force=True, v=True)
+            removed["containers"].append(str(container.name))
     for network in client.networks.list(filters=flt):
-        network.remove()
-        removed["networks"].append(str(network.name))
+        with contextlib.suppress(docker.errors.NotFound):
+            network.remove()
+            removed["networks"].append(str(network.name))
     for volume in client.volumes.list(filters=flt):
-        volume.remove(force=True)
-        removed["volumes"].append(volume.name)
-    if images:
-        for image in client.images.list(filters={"label": [f"{LABEL_TESTBED}=true"]}):
-            try:
-                client.images.remove(str(image.id), force=True)
-                removed["images"].append((image.tags or [image.short_id])[0])
-            except docker.errors.ImageNotFound:
-                pass  # a tag of an image removed just before
+        with contextlib.suppress(docker.errors.NotFound):
+            volume.remove(force=True)
+            removed["volumes"].append(volume.name)
+    return removed
+
+
+def _built_by_netbed(tags: list[str], labels: dict[str, str]) -> bool:
+    """An image netbed built: tagged only in netbed's repositories, or untagged (an earlier
+    build that a rebuild replaced) and carrying netbed's image label.  An image someone built
+    FROM a netbed image inherits the labels but not the repository, so it is not one."""
+    if not tags:
+        return labels.get(LABEL_IMAGE) == "true"
+    return all(tag.rsplit(":", 1)[0] in IMAGE_REPOSITORIES for tag in tags)
+
+
+def remove_images(client: docker.DockerClient) -> list[str]:
+    """Remove the images netbed built (any tag, any instance); returns their names."""
+    removed: list[str] = []
+    for image in client.images.list(all=True, filters={"label": [f"{LABEL_TESTBED}=true"]}):
+        tags = list(image.tags or [])
+        if not _built_by_netbed(tags, dict(image.labels or {})):
+            continue
+        try:
+            client.images.remove(str(image.id), force=True)
+        except docker.errors.ImageNotFound:
+            continue  # a tag of an image removed just before
+        except docker.errors.APIError as exc:
+            if exc.status_code == 409:
+                continue  # still used by a running testbed's container, or a parent of one
+            raise
+        removed.append((tags or [str(image.short_id)])[0])
     return removed

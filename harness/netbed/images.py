@@ -31,7 +31,7 @@ STOCK_IMAGE = "debian:bookworm-slim"
 BOOTSTRAP_IMAGE = "netbed/base:bookworm"
 #: What every host image needs; the Dockerfiles install the same list.
 PACKAGES = ["python3", "iproute2", "iptables", "procps", "iputils-ping", "ethtool", "tcpdump"]
-LABELS = {"io.netbed.testbed": "true", "io.netbed.base": "true"}
+LABELS = {"io.netbed.testbed": "true", "io.netbed.image": "true", "io.netbed.base": "true"}
 
 
 def _have_image(client: docker.DockerClient, name: str) -> bool:
