@@ -148,9 +148,7 @@ class Testbed:
         changed.  A failed start tears down what it created (unless keep=True).
         """
         was_running = self.is_running()
-        base, why = images.choose_base_image(self.docker)
-        _progress(f"base image {base} ({why})")
-        self._env_extra["NETBED_BASE_IMAGE"] = base
+        self._choose_base_image()
         self.started_here = not was_running
         try:
             if was_running:
@@ -159,8 +157,7 @@ class Testbed:
                 self.compose().run(up_args(build), stream=True)
             else:
                 if build:
-                    _progress(f"building the images of testbed '{self.instance}'")
-                    self.compose().run(["build"], stream=True)
+                    self.build()
                 self.create_networks()
                 for args in self.setup:
                     self.compose().run(args, stream=True)
@@ -170,6 +167,19 @@ class Testbed:
                 self.down()
             raise
         _progress(f"testbed '{self.instance}' is up")
+
+    def _choose_base_image(self) -> None:
+        if "NETBED_BASE_IMAGE" not in self._env_extra:
+            base, why = images.choose_base_image(self.docker)
+            _progress(f"base image {base} ({why})")
+            self._env_extra["NETBED_BASE_IMAGE"] = base
+
+    def build(self) -> None:
+        """Build (or bring up to date) the host images: Docker's build cache rebuilds
+        exactly what a changed checkout changed.  No lock: builds are slow and share nothing."""
+        self._choose_base_image()
+        _progress(f"building the images of testbed '{self.instance}'")
+        self.compose().run(["build"], stream=True)
 
     def create_networks(self) -> Topology:
         """Choose a free subnet pair and create the networks (and containers, not started).

@@ -8,11 +8,10 @@ also shows that two testbeds can run side by side on one machine).
 from __future__ import annotations
 
 import subprocess
-import sys
-import uuid
 from pathlib import Path
 
 import pytest
+from inner_session import inner_env, new_instance, pytest_argv
 
 from netbed import docker_api
 
@@ -34,15 +33,12 @@ def test_fails(client):
 def test_inner_session_leaves_nothing_behind(tmp_path: Path) -> None:
     """After a session that started its own testbed ends (with a failed test in it), no
     container, network or volume labelled with its instance is left."""
-    instance = f"plugin-{uuid.uuid4().hex[:8]}"
+    instance = new_instance("plugin")
     (tmp_path / "test_inner.py").write_text(INNER_TESTS)
     client = docker_api.connect()
     try:
-        proc = subprocess.run(
-            [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--netbed-instance", instance,
-             str(tmp_path / "test_inner.py")],
-            cwd=tmp_path, capture_output=True, text=True, timeout=300,
-        )
+        proc = subprocess.run(pytest_argv(instance, tmp_path / "test_inner.py"),
+                              cwd=tmp_path, capture_output=True, text=True, timeout=300, env=inner_env())
         assert proc.returncode == 1, proc.stdout[-3000:] + proc.stderr[-2000:]
         assert "1 failed, 1 passed" in proc.stdout, proc.stdout[-3000:]
         assert "netbed router impairment" in proc.stdout, "a failing test's report carries the router counters"
