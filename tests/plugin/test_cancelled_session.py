@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from inner_session import inner_env, new_instance, start_blocking_session
+from inner_session import inner_env, new_instance, pytest_argv, start_blocking_session
 
 from netbed import docker_api
 
@@ -54,20 +54,54 @@ def test_sigkill_leftovers_are_removed_by_the_next_netbed_command(tmp_path: Path
         docker_api.remove_by_label(client, instance)
 
 
+ROUTER_IS_PRISTINE = '''
+def test_router_is_reset_at_session_start(netbed_session):
+    directions = netbed_session.router.impair_status()["directions"]
+    assert all(entry["impairment"] is None for entry in directions.values()), directions
+'''
+
+
 @pytest.mark.integration
-def test_a_user_started_testbed_is_not_reaped(tmp_path: Path) -> None:
-    """`netbed up` leaves no owner: other netbed commands never remove it."""
+def test_a_user_started_testbed_is_reused_reset_and_never_reaped(tmp_path: Path) -> None:
+    """`netbed up` leaves no owner: a session reuses it with a pristine router and leaves it up,
+    and other netbed commands never remove it."""
     instance = new_instance("lc-user")
     client = docker_api.connect()
+
+    def netbed(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "netbed", "--instance", instance, *args],
+                              capture_output=True, text=True, timeout=300, env=inner_env())
+
     try:
-        up = subprocess.run([sys.executable, "-m", "netbed", "--instance", instance, "up"],
-                            capture_output=True, text=True, timeout=300, env=inner_env())
+        up = netbed("up")
         assert up.returncode == 0, up.stderr[-3000:]
         owners = {c.labels.get("io.netbed.owner") for c in
                   client.containers.list(all=True, filters=docker_api.instance_filter(instance))}
         assert owners == {""}
-        status = subprocess.run([sys.executable, "-m", "netbed", "--instance", instance, "status"],
-                                capture_output=True, text=True, timeout=120, env=inner_env())
+        assert netbed("impair", "loss", "1%").returncode == 0
+        (tmp_path / "test_reset.py").write_text(ROUTER_IS_PRISTINE)
+        inner = subprocess.run(pytest_argv(instance, tmp_path / "test_reset.py"), cwd=tmp_path,
+                               capture_output=True, text=True, timeout=300, env=inner_env())
+        assert inner.returncode == 0, inner.stdout[-3000:] + inner.stderr[-2000:]
+        status = netbed("status")
         assert status.returncode == 0 and "removed testbed" not in status.stderr, status.stderr
     finally:
         docker_api.remove_by_label(client, instance)
+
+
+SHELL_STRING_SETUP = '''
+import pytest
+
+@pytest.fixture(scope="session")
+def docker_setup():
+    return ["up --build --wait"]
+'''
+
+
+def test_a_shell_string_fixture_is_refused_with_a_hint(tmp_path: Path) -> None:
+    (tmp_path / "conftest.py").write_text(SHELL_STRING_SETUP)
+    (tmp_path / "test_x.py").write_text("def test_x(testbed):\n    pass\n")
+    inner = subprocess.run(pytest_argv(new_instance("lc-shell"), tmp_path / "test_x.py"), cwd=tmp_path,
+                           capture_output=True, text=True, timeout=120, env=inner_env())
+    assert inner.returncode != 0
+    assert "not shell strings" in inner.stdout, inner.stdout[-3000:]
