@@ -89,6 +89,8 @@ def netbed_session(
         cleanup=cleanup,
     )
     reaper.reap_orphans(tb.docker)
+    if tb.owner and not tb.is_running():
+        reaper.start_watcher(tb.owner, tb.instance)
     with tb:
         tb.router.reset()  # whatever an earlier session or user left impaired
         yield tb

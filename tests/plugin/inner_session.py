@@ -36,13 +36,13 @@ def pytest_argv(instance: str, test_file: Path, *extra: str) -> list[str]:
             *extra, str(test_file)]
 
 
-def start_blocking_session(tmp_path: Path, instance: str) -> tuple[subprocess.Popen[str], Path]:
+def start_blocking_session(tmp_path: Path, instance: str, **env: str) -> tuple[subprocess.Popen[str], Path]:
     """An inner session whose test holds the testbed up; returns it once the test runs."""
     test_file = tmp_path / "test_inner_blocking.py"
     test_file.write_text(BLOCKING_TESTS)
     marker = tmp_path / "testbed-is-up"
     proc = subprocess.Popen(pytest_argv(instance, test_file), cwd=tmp_path, text=True,
-                            env=inner_env(NETBED_TEST_MARKER=str(marker)),
+                            env=inner_env(NETBED_TEST_MARKER=str(marker), **env),
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     deadline = time.monotonic() + 300
     while not marker.exists():

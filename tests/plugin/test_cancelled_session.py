@@ -6,6 +6,7 @@ from __future__ import annotations
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -32,11 +33,29 @@ def test_sigterm_runs_the_cleanup(tmp_path: Path) -> None:
 
 
 @pytest.mark.integration
-def test_sigkill_leftovers_are_removed_by_the_next_netbed_command(tmp_path: Path) -> None:
-    instance = new_instance("lc-kill")
+def test_sigkill_leftovers_are_removed_by_the_watcher_within_seconds(tmp_path: Path) -> None:
+    instance = new_instance("lc-watch")
     client = docker_api.connect()
     try:
         proc, _marker = start_blocking_session(tmp_path, instance)
+        assert docker_api.leftovers(client, instance)["containers"], "the inner testbed should be up"
+        proc.kill()
+        proc.communicate(timeout=60)
+        deadline = time.monotonic() + 30
+        while docker_api.leftovers(client, instance) != NOTHING and time.monotonic() < deadline:
+            time.sleep(0.2)  # polling for the watcher's work, with a deadline
+        assert docker_api.leftovers(client, instance) == NOTHING
+    finally:
+        docker_api.remove_by_label(client, instance)
+
+
+@pytest.mark.integration
+def test_sigkill_leftovers_are_removed_by_the_next_netbed_command(tmp_path: Path) -> None:
+    """Without the watcher (here switched off; in life: killed with the job's whole process tree)."""
+    instance = new_instance("lc-kill")
+    client = docker_api.connect()
+    try:
+        proc, _marker = start_blocking_session(tmp_path, instance, NETBED_REAPER_WATCH="0")
         proc.kill()
         proc.communicate(timeout=60)
         left = docker_api.leftovers(client, instance)
