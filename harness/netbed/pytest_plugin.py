@@ -13,8 +13,8 @@ The session fixture is `with Testbed(...) as tb: yield tb`: a testbed that was
 already running (`make up`) is reused and left running; one this session
 started carries the session as its owner (`io.netbed.owner`) and is removed at
 the end, also after a failed start, on Ctrl-C and on SIGTERM (how CI cancels);
-if the session is killed outright, the next netbed command or session removes
-it (reaper.py).  --keep-testbed leaves it running with no owner.
+if the session is killed outright, its watcher (or at the latest the next
+netbed command or session) removes it (reaper.py).  --keep-testbed leaves it running with no owner.
 """
 
 from __future__ import annotations
@@ -76,6 +76,7 @@ def netbed_session(
     docker_cleanup: Sequence[Sequence[str]],
 ) -> Iterator[Testbed]:
     files = [docker_compose_file] if isinstance(docker_compose_file, str) else list(docker_compose_file)
+    command = _argument_lists("docker_compose_command", [docker_compose_command])[0]
     cleanup = _argument_lists("docker_cleanup", docker_cleanup)
     keep = bool(pytestconfig.getoption("--keep-testbed")) or not cleanup
     tb = Testbed(
@@ -84,7 +85,7 @@ def netbed_session(
         # A kept testbed outlives the session on purpose: it has no owner to outlive.
         owner="" if keep else owner.current().label,
         compose_files=[Path(f) for f in files],
-        compose_command=list(docker_compose_command) if docker_compose_command else None,
+        compose_command=command or None,
         setup=_argument_lists("docker_setup", docker_setup),
         cleanup=cleanup,
     )
