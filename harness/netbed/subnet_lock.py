@@ -18,9 +18,11 @@ from pathlib import Path
 
 
 def lock_path() -> Path:
-    """$NETBED_LOCK_DIR, else $XDG_RUNTIME_DIR, else the temporary directory; one file per user."""
-    base = os.environ.get("NETBED_LOCK_DIR") or os.environ.get("XDG_RUNTIME_DIR") or tempfile.gettempdir()
-    return Path(base) / f"netbed-subnets-{os.getuid()}.lock"
+    """In $NETBED_LOCK_DIR, else $XDG_RUNTIME_DIR, else the temporary directory (the first that
+    exists); one file per user (other users' testbeds are met by the "Pool overlaps" retry)."""
+    candidates = (os.environ.get("NETBED_LOCK_DIR"), os.environ.get("XDG_RUNTIME_DIR"))
+    base = next((Path(c) for c in candidates if c and Path(c).is_dir()), Path(tempfile.gettempdir()))
+    return base / f"netbed-subnets-{os.getuid()}.lock"
 
 
 @contextmanager

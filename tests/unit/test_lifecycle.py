@@ -186,3 +186,20 @@ def test_clean_removes_only_images_netbed_built() -> None:
     fake = type("FakeDocker", (), {"images": Images()})()
     assert docker_api.remove_images(fake) == ["netbed/client:latest", "netbed/base:bookworm", "c"]
     assert removed == ["a", "b", "c"]
+
+
+# -- the subnet lock ----------------------------------------------------------
+def test_the_subnet_lock_excludes_a_second_holder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import fcntl
+
+    from netbed.subnet_lock import lock_path, subnet_lock
+
+    monkeypatch.setenv("NETBED_LOCK_DIR", str(tmp_path))
+    assert lock_path().parent == tmp_path
+    with subnet_lock(), open(lock_path(), "a+b") as other:
+        with pytest.raises(BlockingIOError):
+            fcntl.flock(other.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+    with open(lock_path(), "a+b") as other:
+        fcntl.flock(other.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)  # released on leaving the `with`
+    monkeypatch.setenv("NETBED_LOCK_DIR", str(tmp_path / "missing"))
+    assert lock_path().parent != tmp_path / "missing"
