@@ -81,7 +81,7 @@ clear: $(STAMP) ## remove every impairment: pristine forwarding [DIR=to-server]
 profiles: $(STAMP) ## list the named impairment profiles
 	@$(NETBED) profiles
 
-clean: $(STAMP) ## remove every container, network, volume and image labelled as netbed
+clean: $(STAMP) ## remove every container, network, volume labelled as netbed, and the images netbed built
 	@$(NETBED) clean --images
 
 test-kernel-netem: ## the kernel netem backend and SCTP checks, in a VM with Debian's kernel (about 1 min)

@@ -8,15 +8,17 @@ from __future__ import annotations
 
 import argparse
 import json
+import signal
 import sys
 import warnings
+from types import FrameType
 from typing import Any
 
 from netbed_core.directions import BOTH, DIRECTIONS
 from netbed_core.netem import NetemError, parse
 from netbed_core.netem.render import describe
 
-from . import engine
+from . import docker_api, reaper
 from .errors import NetbedError
 from .profiles import load_profiles, profile
 from .testbed import Testbed
@@ -61,7 +63,7 @@ def cmd_up(opts: argparse.Namespace) -> int:
 def cmd_down(opts: argparse.Namespace) -> int:
     tb = Testbed(opts.instance)
     tb.down()
-    left = engine.leftovers(tb.docker, tb.instance)
+    left = docker_api.leftovers(tb.docker, tb.instance)
     if any(left.values()):
         print(f"netbed: still present after down: {left}; try `make clean`", file=sys.stderr)
         return 1
@@ -123,17 +125,23 @@ def cmd_profiles(opts: argparse.Namespace) -> int:
 
 
 def cmd_clean(opts: argparse.Namespace) -> int:
-    client = engine.connect()
-    removed = engine.remove_by_label(client, None, images=opts.images)
+    client = docker_api.connect()
+    removed = docker_api.remove_by_label(client, None)
+    if opts.images:
+        removed["images"] = docker_api.remove_images(client)
     for kind, names in removed.items():
         if names:
             print(f"removed {len(names)} {kind}: {', '.join(names)}")
-    left = engine.leftovers(client)
+    left = docker_api.leftovers(client)
     if any(left.values()):
         print(f"netbed: could not remove {left}", file=sys.stderr)
         return 1
     print("nothing labelled io.netbed.testbed is left")
     return 0
+
+
+#: Commands that talk to the engine: each first removes what ended sessions left (reaper.py).
+_REAPING_COMMANDS = {"up", "down", "status", "impair", "clear", "clean"}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -161,14 +169,25 @@ def build_parser() -> argparse.ArgumentParser:
     profiles = sub.add_parser("profiles", help="list the named impairment profiles")
     profiles.set_defaults(func=cmd_profiles)
     clean = sub.add_parser("clean", help="remove everything labelled as any netbed testbed")
-    clean.add_argument("--images", action="store_true", help="also remove the images")
+    clean.add_argument("--images", action="store_true", help="also remove the images netbed built")
     clean.set_defaults(func=cmd_clean)
     return parser
 
 
+def _terminate(signum: int, frame: FrameType | None) -> None:
+    """SIGTERM (how CI cancels a job) is handled as Ctrl-C, so a half-started testbed is removed."""
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)  # a second one must not interrupt the cleanup
+    raise KeyboardInterrupt
+
+
 def main(argv: list[str] | None = None) -> int:
     opts = build_parser().parse_args(argv)
+    previous = signal.getsignal(signal.SIGTERM)
+    if previous is signal.SIG_DFL:
+        signal.signal(signal.SIGTERM, _terminate)
     try:
+        if opts.command in _REAPING_COMMANDS:
+            reaper.reap_orphans(docker_api.connect())
         return int(opts.func(opts))
     except NetbedError as exc:
         print(f"netbed: {exc}", file=sys.stderr)
@@ -176,6 +195,9 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("netbed: interrupted", file=sys.stderr)
         return 130
+    finally:
+        if previous is signal.SIG_DFL:
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
 
 if __name__ == "__main__":

@@ -34,7 +34,7 @@ BOOTSTRAP_IMAGE = "netbed/base:bookworm"
 #: those two images an `apt-get update` each (about a minute of a cold `make up`).
 PACKAGES = ["python3", "iproute2", "iptables", "procps", "iputils-ping", "ethtool", "tcpdump",
             "curl", "netcat-openbsd", "iperf3"]
-LABELS = {"io.netbed.testbed": "true", "io.netbed.base": "true"}
+LABELS = {"io.netbed.testbed": "true", "io.netbed.image": "true", "io.netbed.base": "true"}
 
 
 def _have_image(client: docker.DockerClient, name: str) -> bool:

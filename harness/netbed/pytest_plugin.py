@@ -1,33 +1,42 @@
-"""pytest plugin: a session testbed built on pytest-docker, per-test cleanup.
+"""pytest plugin: one session testbed, per-test cleanup.
 
 Fixtures
   testbed          the Testbed, cleaned after each test (sockets closed, router reset)
   client, router, server   its hosts
   netbed_session   the session-scoped Testbed (no per-test cleanup)
+  docker_compose_command, docker_compose_file, docker_compose_project_name,
+  docker_setup, docker_cleanup
+                   pytest-docker's names for what to start and how, as argument
+                   lists (see pytest_compose_fixtures.py); override them in a conftest
 
-pytest-docker runs `compose up` and `compose down` for us; we override its
-fixtures (compose command, file, project name, setup and cleanup commands).
-A testbed that was already running (`make up`) is reused and left running;
-one this session started is removed at the end unless --keep-testbed.
+The session fixture is `with Testbed(...) as tb: yield tb`: a testbed that was
+already running (`make up`) is reused and left running; one this session
+started carries the session as its owner (`io.netbed.owner`) and is removed at
+the end, also after a failed start, on Ctrl-C and on SIGTERM (how CI cancels);
+if the session is killed outright, its watcher (or at the latest the next
+netbed command or session) removes it (reaper.py).  --keep-testbed leaves it running with no owner.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import shlex
-from collections.abc import Generator, Iterator
+import signal
+import threading
+from collections.abc import Generator, Iterator, Sequence
+from pathlib import Path
+from types import FrameType
 from typing import Any
 
 import pytest
-from pytest_docker.plugin import get_docker_services
 
-from . import engine, images
-from .compose import COMPOSE_FILE, compose_command
+from . import owner, pytest_compose_fixtures, reaper
 from .host import Host, Router
 from .profiles import profile
-from .testbed import DOWN_ARGS, Testbed, up_args
+from .testbed import Testbed
 from .topology import DEFAULT_INSTANCE
+
+_COMPOSE_FIXTURES_PLUGIN = "netbed.compose_fixtures"
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -44,79 +53,48 @@ def pytest_report_header(config: pytest.Config) -> str:
     return f"netbed: testbed instance '{instance}'{keep}"
 
 
-@pytest.fixture(scope="session")
-def netbed_testbed_object(pytestconfig: pytest.Config) -> Testbed:
-    return Testbed(pytestconfig.getoption("--netbed-instance"), keep=pytestconfig.getoption("--keep-testbed"))
+def _argument_lists(name: str, value: object) -> list[list[str]]:
+    """A docker_setup/docker_cleanup value, checked: a list of argument lists, never shell strings."""
+    if isinstance(value, str) or not isinstance(value, Sequence) or any(
+        isinstance(args, str) or not isinstance(args, Sequence) or not all(isinstance(a, str) for a in args)
+        for args in value
+    ):
+        raise pytest.UsageError(
+            f"netbed: the {name} fixture returned {value!r}; netbed takes compose argument lists such as "
+            f"[['up', '--detach', '--wait']], not shell strings (is pytest-docker's fixture shadowing netbed's?)"
+        )
+    return [list(args) for args in value]
 
 
-@pytest.fixture(scope="session")
-def netbed_reused(netbed_testbed_object: Testbed) -> bool:
-    """True when the testbed was already up before this session (it stays up)."""
-    return netbed_testbed_object.is_running()
-
-
-# -- pytest-docker's fixtures, overridden ---------------------------------------
-@pytest.fixture(scope="session")
-def docker_compose_command(netbed_testbed_object: Testbed) -> str:
-    env = netbed_testbed_object.topology.compose_env()
-    base, _why = images.choose_base_image(netbed_testbed_object.docker)
-    env["NETBED_BASE_IMAGE"] = base
-    assignments = [f"{k}={v}" for k, v in sorted(env.items())]
-    return shlex.join(["env", *assignments, *compose_command()])
-
-
-@pytest.fixture(scope="session")
-def docker_compose_file() -> str:
-    return str(COMPOSE_FILE)
-
-
-@pytest.fixture(scope="session")
-def docker_compose_project_name(netbed_testbed_object: Testbed) -> str:
-    return netbed_testbed_object.instance
-
-
-@pytest.fixture(scope="session")
-def docker_setup(netbed_reused: bool) -> list[str]:
-    if netbed_reused:
-        return []
-    return [shlex.join(up_args(build=True))]
-
-
-@pytest.fixture(scope="session")
-def docker_cleanup(netbed_reused: bool, pytestconfig: pytest.Config) -> list[str]:
-    if netbed_reused or pytestconfig.getoption("--keep-testbed"):
-        return []
-    return [shlex.join(DOWN_ARGS)]
-
-
-# -- our fixtures -------------------------------------------------------------
 @pytest.fixture(scope="session")
 def netbed_session(
-    netbed_testbed_object: Testbed,
-    netbed_reused: bool,
-    docker_compose_command: str,
-    docker_compose_file: str,
-    docker_compose_project_name: str,
-    docker_setup: list[str],
-    docker_cleanup: list[str],
     pytestconfig: pytest.Config,
+    docker_compose_command: Sequence[str],
+    docker_compose_file: str | Sequence[str],
+    docker_compose_project_name: str,
+    docker_setup: Sequence[Sequence[str]],
+    docker_cleanup: Sequence[Sequence[str]],
 ) -> Iterator[Testbed]:
-    tb = netbed_testbed_object
-    tb.started_here = not netbed_reused
-    remove = tb.started_here and not pytestconfig.getoption("--keep-testbed")
-    try:
-        with get_docker_services(docker_compose_command, docker_compose_file, docker_compose_project_name,
-                                 docker_setup, docker_cleanup):
-            tb.wait_ready()
-            try:
-                yield tb
-            finally:
-                tb.close_connections()
-    finally:
-        # pytest-docker does not clean up after a failed `up`, and compose
-        # cannot see containers of a crashed earlier run: remove by label.
-        if remove:
-            engine.remove_by_label(tb.docker, tb.instance)
+    files = [docker_compose_file] if isinstance(docker_compose_file, str) else list(docker_compose_file)
+    command = _argument_lists("docker_compose_command", [docker_compose_command])[0]
+    cleanup = _argument_lists("docker_cleanup", docker_cleanup)
+    keep = bool(pytestconfig.getoption("--keep-testbed")) or not cleanup
+    tb = Testbed(
+        docker_compose_project_name,
+        keep=keep,
+        # A kept testbed outlives the session on purpose: it has no owner to outlive.
+        owner="" if keep else owner.current().label,
+        compose_files=[Path(f) for f in files],
+        compose_command=command or None,
+        setup=_argument_lists("docker_setup", docker_setup),
+        cleanup=cleanup,
+    )
+    reaper.reap_orphans(tb.docker)
+    if tb.owner and not tb.is_running():
+        reaper.start_watcher(tb.owner, tb.instance)
+    with tb:
+        tb.router.reset()  # whatever an earlier session or user left impaired
+        yield tb
 
 
 def reset_testbed(tb: Testbed) -> None:
@@ -126,12 +104,33 @@ def reset_testbed(tb: Testbed) -> None:
     tb.router.reset()
 
 
+def _terminate(signum: int, frame: FrameType | None) -> None:
+    """SIGTERM (how CI cancels a job) ends the session as Ctrl-C does: teardown runs."""
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)  # a second one must not interrupt the cleanup
+    raise KeyboardInterrupt
+
+
+_previous_sigterm: Any = None
+
+
 def pytest_configure(config: pytest.Config) -> None:
+    global _previous_sigterm
+    if not config.pluginmanager.has_plugin(_COMPOSE_FIXTURES_PLUGIN):
+        config.pluginmanager.register(pytest_compose_fixtures, _COMPOSE_FIXTURES_PLUGIN)
+    if threading.current_thread() is threading.main_thread() and signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
+        _previous_sigterm = signal.signal(signal.SIGTERM, _terminate)
     config.addinivalue_line(
         "markers",
         "netem(netem='', *, profile=None, direction='both', match=None): impair the router for this test "
         "(tc netem syntax, or a named profile); the router is reset afterwards",
     )
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    global _previous_sigterm
+    if _previous_sigterm is not None:
+        signal.signal(signal.SIGTERM, _previous_sigterm)
+        _previous_sigterm = None
 
 
 def _marker_netem(request: pytest.FixtureRequest) -> tuple[str, str, str | None] | None:

@@ -1,10 +1,16 @@
 """Testbed: bring the three hosts up, find them, tear them down.
 
-A context manager, usable without pytest:
+A context manager, usable without pytest (the pytest plugin's session fixture is
+exactly `with Testbed(...) as tb: yield tb`):
 
-    with Testbed() as tb:          # up (unless already running), wait for health
+    with Testbed() as tb:          # reuse a running testbed, or start one and wait for health
         tb.client.socket(...)
-                                   # down on exit, if this object brought it up
+                                   # down on exit, if this object started it
+
+Starting a new testbed runs three phases: build the images (outside any lock,
+builds are slow), then under the machine-wide subnet lock choose a free subnet
+pair and create the networks (`compose up --no-start`), then the setup commands
+(by default `compose up --detach --wait`).
 """
 
 from __future__ import annotations
@@ -12,22 +18,31 @@ from __future__ import annotations
 import ipaddress
 import os
 import sys
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
 import docker
 import tenacity
 
-from . import engine, images
+from . import docker_api, images
 from .agent import AgentConnection
-from .compose import Compose
-from .errors import AgentConnectionError, NetbedError, NotReady, TestbedNotRunning
+from .compose import COMPOSE_FILE, Compose
+from .errors import AgentConnectionError, ComposeError, NetbedError, NotReady, TestbedNotRunning
 from .host import Host, Router
+from .subnet_lock import subnet_lock
 from .topology import DEFAULT_INSTANCE, Topology, check_instance_name, choose_index, index_from_env
 
 SERVICES = ("client", "router", "server")
 CONTROL_PORT = "7000/tcp"
 #: How long hosts may take to answer after `up`, seconds.
 READY_TIMEOUT_S = 60.0
+#: Errors that mean "not answering yet" while a host starts; anything else is permanent.
+TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (AgentConnectionError, ConnectionRefusedError,
+                                                     ConnectionResetError)
+#: How many subnet pairs to try when the engine answers "Pool overlaps" (another user's network).
+POOL_ATTEMPTS = 5
 
 
 def up_args(build: bool = True) -> list[str]:
@@ -36,6 +51,8 @@ def up_args(build: bool = True) -> list[str]:
     return [*args, "--build"] if build else args
 
 
+#: `compose up` arguments that create the networks (and containers) without starting anything.
+CREATE_ARGS = ["up", "--no-start", "--remove-orphans"]
 #: `compose down` arguments: containers, networks and volumes, without a long stop grace.
 DOWN_ARGS = ["down", "--volumes", "--remove-orphans", "--timeout", "2"]
 
@@ -44,19 +61,40 @@ def _progress(message: str) -> None:
     print(f"netbed: {message}", file=sys.stderr, flush=True)
 
 
+def _is_pool_overlap(exc: ComposeError) -> bool:
+    return "Pool overlaps" in str(exc) or "overlaps with other one" in str(exc)
+
+
 class Testbed:
-    """One testbed instance: client, router and server on Docker Compose."""
+    """One testbed instance: client, router and server on Docker Compose.
+
+    owner: the session label written to `io.netbed.owner` on a testbed this
+    object starts ("" = the user's: never reaped).  compose_files,
+    compose_command: as pytest-docker's fixtures, but argument lists.  setup:
+    compose argument lists run to start a new testbed after its networks exist
+    (default `[up_args(build=False)]`); cleanup: those run by `down` (default
+    `[DOWN_ARGS]`), after which whatever carries the instance's labels is removed.
+    """
 
     __test__ = False  # not a pytest test class
 
     def __init__(self, instance: str | None = None, client: docker.DockerClient | None = None,
-                 keep: bool = False) -> None:
+                 keep: bool = False, *, owner: str = "", compose_files: Sequence[Path] = (COMPOSE_FILE,),
+                 compose_command: Sequence[str] | None = None, setup: Sequence[Sequence[str]] | None = None,
+                 cleanup: Sequence[Sequence[str]] | None = None) -> None:
         self.instance = check_instance_name(instance or os.environ.get("NETBED_INSTANCE", DEFAULT_INSTANCE))
-        self.docker = client or engine.connect()
+        self.docker = client or docker_api.connect()
         self.keep = keep
+        self.owner = owner
+        self.compose_files = list(compose_files)
+        self.compose_command = list(compose_command) if compose_command else None
+        self.setup = [list(a) for a in setup] if setup is not None else [up_args(build=False)]
+        self.cleanup = [list(a) for a in cleanup] if cleanup is not None else [DOWN_ARGS]
         self.started_here = False
+        self.sleep: Callable[[float], None] = time.sleep
         self._topology: Topology | None = None
         self._hosts: dict[str, Host] = {}
+        self._env_extra: dict[str, str] = {}
 
     # -- description ---------------------------------------------------
     @property
@@ -65,8 +103,8 @@ class Testbed:
             self._topology = Topology(self.instance, self._find_index())
         return self._topology
 
-    def _find_index(self) -> int:
-        """The running instance's subnet index, or a free one for a new instance."""
+    def _find_index(self, exclude: Sequence[int] = ()) -> int:
+        """The running instance's subnet index, or a free one (not in `exclude`) for a new instance."""
         pinned = index_from_env(dict(os.environ))
         if pinned is not None:
             return pinned
@@ -74,22 +112,26 @@ class Testbed:
         for net in self.docker.networks.list():
             labels = net.attrs.get("Labels") or {}
             subnets = [c.get("Subnet") for c in (net.attrs.get("IPAM") or {}).get("Config") or []]
-            if labels.get(engine.LABEL_INSTANCE) == self.instance:
+            if labels.get(docker_api.LABEL_INSTANCE) == self.instance:
                 for subnet in subnets:
                     if subnet and subnet.startswith("10.77."):
                         third = int(ipaddress.ip_network(subnet).network_address.packed[2])
                         return third // 2
                 continue
             in_use.extend(s for s in subnets if s)
+        for index in exclude:
+            in_use.extend((Topology(self.instance, index).client_side.net4,
+                           Topology(self.instance, index).server_side.net4))
         return choose_index(self.instance, in_use, preferred=0 if self.instance == DEFAULT_INSTANCE else 1)
 
     def compose(self) -> Compose:
-        return Compose(self.instance, self.topology.compose_env())
+        env = {**self.topology.compose_env(), "NETBED_OWNER": self.owner, **self._env_extra}
+        return Compose(self.instance, env, self.compose_files, self.compose_command)
 
     # -- lifecycle -----------------------------------------------------
     def containers(self) -> dict[str, Any]:
         found = {}
-        for container in self.docker.containers.list(all=True, filters=engine.instance_filter(self.instance)):
+        for container in self.docker.containers.list(all=True, filters=docker_api.instance_filter(self.instance)):
             service = container.labels.get("com.docker.compose.service")
             if service in SERVICES:
                 found[service] = container
@@ -105,21 +147,20 @@ class Testbed:
         Idempotent: on a running testbed it rebuilds and recreates only what
         changed.  A failed start tears down what it created (unless keep=True).
         """
-        # Compose is idempotent: on a running testbed this rebuilds what
-        # changed and recreates only those containers.
         was_running = self.is_running()
-        base, why = images.choose_base_image(self.docker)
-        _progress(f"base image {base} ({why})")
-        env_extra = {"NETBED_BASE_IMAGE": base}
-        compose = self.compose()
-        compose.env.update(env_extra)
-        args = up_args(build)
-        verb = "updating running" if was_running else "starting"
-        _progress(f"{verb} testbed '{self.instance}' (subnets {self.topology.client_side.net4}, "
-                  f"{self.topology.server_side.net4})")
+        self._choose_base_image()
         self.started_here = not was_running
         try:
-            compose.run(args, stream=True)
+            if was_running:
+                _progress(f"updating running testbed '{self.instance}'")
+                # Compose is idempotent: this rebuilds what changed and recreates only those containers.
+                self.compose().run(up_args(build), stream=True)
+            else:
+                if build:
+                    self.build()
+                self.create_networks()
+                for args in self.setup:
+                    self.compose().run(args, stream=True)
             self.wait_ready()
         except BaseException:
             if self.started_here and not self.keep:
@@ -127,19 +168,64 @@ class Testbed:
             raise
         _progress(f"testbed '{self.instance}' is up")
 
+    def _choose_base_image(self) -> None:
+        if "NETBED_BASE_IMAGE" not in self._env_extra:
+            base, why = images.choose_base_image(self.docker)
+            _progress(f"base image {base} ({why})")
+            self._env_extra["NETBED_BASE_IMAGE"] = base
+
+    def build(self) -> None:
+        """Build (or bring up to date) the host images: Docker's build cache rebuilds
+        exactly what a changed checkout changed.  No lock: builds are slow and share nothing."""
+        self._choose_base_image()
+        _progress(f"building the images of testbed '{self.instance}'")
+        self.compose().run(["build"], stream=True)
+
+    def create_networks(self) -> Topology:
+        """Choose a free subnet pair and create the networks (and containers, not started).
+
+        Under the machine-wide subnet lock, so two testbeds starting at once
+        never pick the same pair; an overlap with a network created outside
+        netbed ("Pool overlaps") moves on to the next pair.
+        """
+        tried: list[int] = []
+        with subnet_lock():
+            for _attempt in range(POOL_ATTEMPTS):
+                self._topology = Topology(self.instance, self._find_index(exclude=tried))
+                _progress(f"creating testbed '{self.instance}' (subnets {self.topology.client_side.net4}, "
+                          f"{self.topology.server_side.net4})")
+                try:
+                    self.compose().run(CREATE_ARGS, stream=True)
+                    return self.topology
+                except ComposeError as exc:
+                    if not _is_pool_overlap(exc) or index_from_env(dict(os.environ)) is not None:
+                        raise
+                    tried.append(self.topology.index)
+                    docker_api.remove_by_label(self.docker, self.instance)
+                    self._topology = None
+        raise ComposeError(f"testbed '{self.instance}': subnets {tried} all overlap existing networks; "
+                           "remove unused networks (`docker network prune`) or set NETBED_CLIENT_NET4")
+
     def down(self) -> None:
         """Stop and remove the hosts, networks and volumes; idempotent."""
         self.close_connections()
         try:
-            self.compose().run(DOWN_ARGS)
+            for args in self.cleanup:
+                self.compose().run(args)
         finally:
             # Belt and braces: whatever compose missed (a crashed run, a
             # renamed file) is found by label.
-            engine.remove_by_label(self.docker, self.instance)
+            docker_api.remove_by_label(self.docker, self.instance)
         self._topology = None
 
     def __enter__(self) -> Testbed:
-        self.up()
+        """Reuse a running testbed as it is; otherwise start one (removed again on exit)."""
+        if self.is_running():
+            self.started_here = False
+            _progress(f"reusing running testbed '{self.instance}' (left running at the end)")
+            self.wait_ready()
+        else:
+            self.up()
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -164,7 +250,12 @@ class Testbed:
         return cls(name, conn, addrs["ipv4"], addrs["ipv6"], container=container)
 
     def wait_ready(self, timeout: float = READY_TIMEOUT_S) -> None:
-        """Wait until every agent answers a ping; on timeout name the host and show its log."""
+        """Wait until every agent answers a ping; on timeout name the host and show its log.
+
+        Only a refused or reset connection (the agent is still starting) is
+        retried; any other error (a wrong token, a broken agent) fails at once
+        with its own message.
+        """
         containers = self.containers()
         missing = [s for s in SERVICES if s not in containers]
         if missing:
@@ -175,20 +266,23 @@ class Testbed:
                 for attempt in tenacity.Retrying(
                     stop=tenacity.stop_after_delay(timeout),
                     wait=tenacity.wait_exponential(multiplier=0.05, max=1.0),
-                    retry=tenacity.retry_if_exception_type((AgentConnectionError, NetbedError)),
+                    retry=tenacity.retry_if_exception_type(TRANSIENT_ERRORS),
+                    sleep=self.sleep,
                     reraise=True,
                 ):
                     with attempt:
                         host = self._hosts.get(name) or self._connect(name, container)
                         host.ping()
                         self._hosts[name] = host
-            except (AgentConnectionError, NetbedError) as exc:
+            except TRANSIENT_ERRORS as exc:
                 container.reload()
                 logs = container.logs(tail=20).decode("utf-8", "replace")
                 raise NotReady(
                     f"{name} ({container.name}, status {container.status}) did not answer within "
                     f"{timeout:g} s: {exc}\n--- last log lines of {name} ---\n{logs}"
                 ) from None
+            except NetbedError as exc:
+                raise NotReady(f"{name} ({container.name}) is not usable: {exc}") from exc
 
     def host(self, name: str) -> Host:
         if name not in self._hosts:

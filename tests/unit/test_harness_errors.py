@@ -6,7 +6,7 @@ import errno
 
 import pytest
 
-from netbed import cli, engine
+from netbed import cli, docker_api
 from netbed.agent import error_from_reply
 from netbed.errors import AgentError, DockerUnavailable, RemoteOSError, RemoteTimeout
 
@@ -35,7 +35,7 @@ def test_cli_reports_docker_down_in_one_line(monkeypatch: pytest.MonkeyPatch,
     def no_docker() -> None:
         raise DockerUnavailable("cannot reach the Docker engine (boom). Start Docker")
 
-    monkeypatch.setattr(engine, "connect", no_docker)
+    monkeypatch.setattr(docker_api, "connect", no_docker)
     assert cli.main(["status"]) == 1
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and err.startswith("netbed: cannot reach the Docker engine")
@@ -69,8 +69,8 @@ class FakeDocker:
 
 def test_remove_by_label_filters_on_the_instance_label() -> None:
     fake = FakeDocker()
-    removed = engine.remove_by_label(fake, "tb")  # type: ignore[arg-type]
+    removed = docker_api.remove_by_label(fake, "tb")  # type: ignore[arg-type]
     assert removed["containers"] == ["tb-client-1"]
     assert removed["networks"] == ["tb_clientnet"] and removed["volumes"] == ["tb_unixsock"]
     assert fake.containers.filters[0] == {"label": ["io.netbed.testbed=true", "io.netbed.instance=tb"]}
-    assert engine.leftovers(fake, "tb") == {"containers": [], "networks": [], "volumes": []}  # type: ignore[arg-type]
+    assert docker_api.leftovers(fake, "tb") == {"containers": [], "networks": [], "volumes": []}  # type: ignore[arg-type]

@@ -1,0 +1,53 @@
+"""pytest-docker's fixture names, as argument lists: what the netbed session starts, and how.
+
+Override any of them in a conftest.py as with pytest-docker; the values are
+argument lists, never shell strings:
+
+  docker_compose_command       ["docker", "compose"]-like command (default: Compose v2, see compose.py)
+  docker_compose_file          a path, or a list of paths (-f, in order; default: netbed's compose.yaml)
+  docker_compose_project_name  the instance name (default: --netbed-instance, $NETBED_INSTANCE, "netbed")
+  docker_setup                 compose argument lists run after the networks exist (default: up --wait);
+                               [] starts nothing (the testbed must be up already)
+  docker_cleanup               compose argument lists run at the end (default: down --volumes);
+                               [] (or --keep-testbed) leaves the testbed running and unowned
+
+The pytest plugin registers this module when pytest configures, after every
+installed plugin, so these definitions win over pytest-docker's (whose values
+are shell strings) when both are installed, while a conftest.py still
+overrides them.
+"""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from .compose import COMPOSE_FILE, compose_command
+from .testbed import DOWN_ARGS, up_args
+from .topology import DEFAULT_INSTANCE
+
+
+@pytest.fixture(scope="session")
+def docker_compose_command() -> list[str]:
+    return compose_command()
+
+
+@pytest.fixture(scope="session")
+def docker_compose_file() -> str | list[str]:
+    return str(COMPOSE_FILE)
+
+
+@pytest.fixture(scope="session")
+def docker_compose_project_name(pytestconfig: pytest.Config) -> str:
+    return str(pytestconfig.getoption("--netbed-instance") or os.environ.get("NETBED_INSTANCE", DEFAULT_INSTANCE))
+
+
+@pytest.fixture(scope="session")
+def docker_setup() -> list[list[str]]:
+    return [up_args(build=False)]
+
+
+@pytest.fixture(scope="session")
+def docker_cleanup(pytestconfig: pytest.Config) -> list[list[str]]:
+    return [] if pytestconfig.getoption("--keep-testbed") else [list(DOWN_ARGS)]
