@@ -14,17 +14,20 @@ argument lists, never shell strings:
 The pytest plugin registers this module when pytest configures, after every
 installed plugin, so these definitions win over pytest-docker's (whose values
 are shell strings) when both are installed, while a conftest.py still
-overrides them.
+overrides them. ``docker_services`` is pytest-docker's own ``Services`` object, bound to the
+netbed testbed and run without a shell.
 """
 
 from __future__ import annotations
 
 import os
+import shlex
 
 import pytest
+from pytest_docker.plugin import Services
 
 from .compose import COMPOSE_FILE, compose_command
-from .testbed import DOWN_ARGS, up_args
+from .testbed import DOWN_ARGS, Testbed, up_args
 from .topology import DEFAULT_INSTANCE
 
 
@@ -51,3 +54,29 @@ def docker_setup() -> list[list[str]]:
 @pytest.fixture(scope="session")
 def docker_cleanup(pytestconfig: pytest.Config) -> list[list[str]]:
     return [] if pytestconfig.getoption("--keep-testbed") else [list(DOWN_ARGS)]
+
+
+class _ArgvComposeExecutor:
+    """What pytest-docker's ``Services`` calls to run compose, but with argument lists.
+
+    pytest-docker's own executor joins a shell string and runs it with ``shell=True``; this one
+    splits the subcommand it is given (``"port server 7000"``, always our own or the user's
+    literal) and runs it through the testbed's Compose, so no shell is involved.
+    """
+
+    def __init__(self, testbed: Testbed) -> None:
+        self._testbed = testbed
+
+    def execute(self, subcommand: str, **_ignored: object) -> bytes:
+        return self._testbed.compose().run(shlex.split(subcommand)).encode()
+
+
+@pytest.fixture(scope="session")
+def docker_services(netbed_session: Testbed) -> Services:
+    """pytest-docker's ``docker_services`` on the netbed testbed: ``port_for(service, port)``
+    (e.g. an agent's published control port) and ``wait_until_responsive(check, timeout, pause)``.
+
+    The testbed's lifecycle is netbed's (``netbed_session``); this only exposes pytest-docker's
+    helpers for users whose tests already use them.
+    """
+    return Services(_ArgvComposeExecutor(netbed_session))

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import json
 import socket
+from typing import Any
 
 import pytest
 
 from netbed.host import Host, Router
-from netbed.testbed import Testbed
+from netbed.testbed import CONTROL_PORT, Testbed
 
 FAMILIES = [pytest.param(socket.AF_INET, id="ipv4"), pytest.param(socket.AF_INET6, id="ipv6")]
 
@@ -114,3 +115,8 @@ def test_control_network_does_not_join_the_hosts(testbed: Testbed) -> None:
     sock = client.socket(socket.AF_INET, socket.SOCK_STREAM)
     with pytest.raises(OSError):
         sock.connect((control["IPAddress"], 7000), timeout=1.0)
+
+
+def test_pytest_docker_services_see_the_testbed(docker_services: Any, router: Router) -> None:
+    """pytest-docker's docker_services, as its users call it, answers for the netbed testbed."""
+    assert docker_services.port_for("router", int(CONTROL_PORT.split("/")[0])) == router.control_port
