@@ -22,7 +22,7 @@ import zlib
 from typing import TYPE_CHECKING, Any
 
 from . import names
-from .args import Args
+from .args import MAX_TIMEOUT_S, Args
 from .errors import OperationTimeout, RequestError
 from .limits import MAX_ECHO_CONNECTIONS
 
@@ -119,9 +119,9 @@ def op_recv_sequence(args: Args) -> dict[str, Any]:
     with (IP_RECVTOS), whose low two bits are the ECN field (3 = CE).
     """
     sock = _sock(args)
-    duration = args.float("duration_s", 10.0, maximum=600.0)
+    duration = args.float("duration_s", 10.0, maximum=MAX_TIMEOUT_S)
     expect = args.opt_int("expect", minimum=1, maximum=MAX_COUNT)
-    idle = args.float("idle_s", 1.0, maximum=600.0)
+    idle = args.float("idle_s", 1.0, maximum=MAX_TIMEOUT_S)
     bufsize = args.int("bufsize", 65536, minimum=HEADER.size, maximum=1 << 20)
     record_tos = args.bool("record_tos", False)
     args.finish()
