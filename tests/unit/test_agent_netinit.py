@@ -31,10 +31,11 @@ def test_no_guessing_when_the_control_interface_is_not_unique(links: list[dict[s
 
 
 def test_guard_rules_ipv4() -> None:
-    assert guard.rules(4, "eth1", 7000, DATA) == [
+    """No rule uses conntrack (it would make the router's queue see reassembled IPv6)."""
+    assert guard.rules(4, "eth1", "172.31.0.4", 7000, DATA) == [
         ["NETBED_GUARD_OUT", "-o", "lo", "-j", "RETURN"],
-        ["NETBED_GUARD_OUT", "-o", "eth1", "-p", "tcp", "--sport", "7000",
-         "-m", "conntrack", "--ctstate", "ESTABLISHED", "-j", "RETURN"],
+        ["NETBED_GUARD_OUT", "-o", "eth1", "-s", "172.31.0.4/32", "-p", "tcp", "--sport", "7000",
+         "!", "--syn", "-j", "RETURN"],
         ["NETBED_GUARD_OUT", "-o", "eth1", "-j", "DROP"],
         ["NETBED_GUARD_OUT", "-d", "10.77.0.1/32", "-j", "DROP"],
         ["NETBED_GUARD_OUT", "-d", "10.77.1.1/32", "-j", "DROP"],
@@ -48,8 +49,10 @@ def test_guard_rules_ipv4() -> None:
 
 
 def test_guard_rules_ipv6_keep_neighbour_discovery() -> None:
-    out = [rule for rule in guard.rules(6, "eth1", 7000, DATA) if rule[0] == guard.OUT_CHAIN]
-    assert out[3:] == [
+    out = [rule for rule in guard.rules(6, "eth1", "172.31.0.4", 7000, DATA) if rule[0] == guard.OUT_CHAIN]
+    assert out[:2] == [["NETBED_GUARD_OUT", "-o", "lo", "-j", "RETURN"],
+                       ["NETBED_GUARD_OUT", "-o", "eth1", "-j", "DROP"]]
+    assert out[2:] == [
         ["NETBED_GUARD_OUT", "-d", "fd00:77::1/128", "-j", "DROP"],
         ["NETBED_GUARD_OUT", "-d", "fd00:77:0:1::1/128", "-j", "DROP"],
         ["NETBED_GUARD_OUT", "-p", "ipv6-icmp", "--icmpv6-type", "neighbour-solicitation", "-j", "RETURN"],
@@ -57,6 +60,6 @@ def test_guard_rules_ipv6_keep_neighbour_discovery() -> None:
         ["NETBED_GUARD_OUT", "-d", "fe80::/10", "-j", "DROP"],
         ["NETBED_GUARD_OUT", "-d", "ff00::/8", "-j", "DROP"],
     ]
-    text = guard.restore_input(6, "eth1", 7000, DATA)
+    text = guard.restore_input(6, "eth1", "172.31.0.4", 7000, DATA)
     assert text.startswith("*mangle\n:NETBED_GUARD_OUT - [0:0]\n:NETBED_GUARD_FWD - [0:0]\n")
     assert text.endswith("COMMIT\n")

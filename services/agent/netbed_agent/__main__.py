@@ -42,7 +42,7 @@ def main() -> int:
     if not opts.no_netinit:
         netinit.configure()
         if ctl is not None:
-            guard.install(ctl.ifname, opts.port, control.data_networks(data_nets))
+            guard.install(ctl.ifname, ctl.ipv4, opts.port, control.data_networks(data_nets))
     protocol.default_ops()
     if opts.role == "router":
         # The router image adds its own operations (counters, impairments).

@@ -225,6 +225,7 @@ class Handler(socketserver.StreamRequestHandler):
             self.session.clear()
             self._put(_EOF)
             worker.join()
+            self.session.clear()  # anything the last request created while the first clear ran
             self.server.leave()
 
     def _read_lines(self) -> None:
