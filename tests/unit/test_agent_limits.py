@@ -12,7 +12,7 @@ import time
 import pytest
 from agent_server import TOKEN, Client, eventually, running_agent
 
-from netbed_agent import jobs, limits
+from netbed_agent import jobs, limits, protocol
 
 
 def _threads() -> int:
@@ -258,4 +258,18 @@ def test_running_jobs_are_bounded_for_the_whole_agent(monkeypatch: pytest.Monkey
         assert client.call("job_start", op="ping", args={})["error"]["kind"] == "busy"
         client.call("close_all")
         assert eventually(lambda: client.call("job_start", op="ping", args={})["ok"])
+        client.close()
+
+
+def test_reset_frees_the_connections_jobs_and_sockets(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The router's `reset` (registered by the router image; a stand-in here) also clears the
+    connection's session, as close_all does."""
+    monkeypatch.setitem(protocol.OPS, "reset", lambda args: (args.finish(), {})[1])
+    with running_agent() as server:
+        client = Client(server)
+        client.call("socket", family="AF_INET", type="SOCK_DGRAM")
+        job = client.call("job_start", op="ping", args={})["result"]["job"]
+        assert client.call("reset")["ok"]
+        assert client.call("job_wait", job=job)["error"]["kind"] == "bad_handle"
+        assert client.call("close_all")["result"]["closed"] == 0
         client.close()
