@@ -65,6 +65,15 @@ def _is_pool_overlap(exc: ComposeError) -> bool:
     return "Pool overlaps" in str(exc) or "overlaps with other one" in str(exc)
 
 
+def agent_token(container: Any) -> str | None:
+    """The NETBED_AGENT_TOKEN a container was started with (its Config.Env)."""
+    for item in (container.attrs.get("Config") or {}).get("Env") or []:
+        key, _, value = item.partition("=")
+        if key == "NETBED_AGENT_TOKEN":
+            return str(value)
+    return None
+
+
 class Testbed:
     """One testbed instance: client, router and server on Docker Compose.
 
@@ -100,7 +109,11 @@ class Testbed:
     @property
     def topology(self) -> Topology:
         if self._topology is None:
-            self._topology = Topology(self.instance, self._find_index())
+            index = self._find_index()
+            # A running testbed keeps its token (a new one would recreate every container).
+            token = self._running_agent_token()
+            self._topology = (Topology(self.instance, index, agent_token=token) if token
+                              else Topology(self.instance, index))
         return self._topology
 
     def _find_index(self, exclude: Sequence[int] = ()) -> int:
@@ -243,8 +256,28 @@ class Testbed:
                 return int(binding["HostPort"])
         raise TestbedNotRunning(f"{container.name} publishes no control port; recreate with `make down up`")
 
+    def _running_agent_token(self) -> str | None:
+        for container in self.containers().values():
+            token = agent_token(container)
+            if token:
+                return token
+        return None
+
     def _connect(self, name: str, container: Any) -> Host:
-        conn = AgentConnection(name, "127.0.0.1", self._control_port(container))
+        def endpoint() -> tuple[str, int, str | None]:
+            """Where the agent is now: asked again on reconnect (a restart may move the port)."""
+            container.reload()
+            if container.status != "running":
+                raise AgentConnectionError(
+                    f"the {name} agent's container {container.name} is {container.status}; "
+                    "`make up` (or `docker start`) brings it back")
+            token = agent_token(container)
+            if not token:
+                raise TestbedNotRunning(f"{container.name} has no NETBED_AGENT_TOKEN; recreate with `make down up`")
+            return "127.0.0.1", self._control_port(container), token
+
+        host, port, token = endpoint()
+        conn = AgentConnection(name, host, port, token, resolve=endpoint)
         addrs = self.topology.addresses()[name]
         cls = Router if name == "router" else Host
         return cls(name, conn, addrs["ipv4"], addrs["ipv6"], container=container)

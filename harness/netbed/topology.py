@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import ipaddress
 import re
+import secrets
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from .errors import NetbedError
 
@@ -47,6 +48,9 @@ class Topology:
 
     instance: str
     index: int
+    #: The secret every agent request carries (NETBED_AGENT_TOKEN in the
+    #: containers); new per testbed, reused while one runs (Testbed.topology).
+    agent_token: str = field(default_factory=lambda: secrets.token_hex(16), repr=False, compare=False)
 
     def __post_init__(self) -> None:
         check_instance_name(self.instance)
@@ -94,6 +98,10 @@ class Topology:
             "NETBED_ROUTER_CLIENT_IP6": c.router6,
             "NETBED_ROUTER_SERVER_IP4": s.router4,
             "NETBED_ROUTER_SERVER_IP6": s.router6,
+            # The control network is dual-stack so that Docker makes it the
+            # gateway network, which is where it forwards published ports.
+            "NETBED_CONTROL_NET6": str(ipaddress.ip_network(f"fd00:77:ff:{self.index:x}::/64")),
+            "NETBED_AGENT_TOKEN": self.agent_token,
         }
 
     def addresses(self) -> dict[str, dict[str, str]]:

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from netbed.host import Host, Router
-from netbed.testbed import CONTROL_PORT, Testbed
+from netbed.testbed import CONTROL_PORT, Testbed, agent_token
 
 FAMILIES = [pytest.param(socket.AF_INET, id="ipv4"), pytest.param(socket.AF_INET6, id="ipv6")]
 
@@ -80,9 +80,11 @@ def test_no_route_out_of_the_testbed(testbed: Testbed, name: str, outside: str) 
 def test_agent_survives_garbage(testbed: Testbed) -> None:
     """Malformed requests get error responses; the agent keeps answering on the same connection."""
     port = testbed.client.control_port
+    token = json.dumps(agent_token(testbed.containers()["client"])).encode()
     with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
         stream = sock.makefile("rwb")
-        garbage = [b"\x00\xff\xfe not json\n", b"[1,2,3]\n", b'{"op": 42}\n', b'{"op": "no_such_op"}\n',
+        garbage = [b"\x00\xff\xfe not json\n", b"[1,2,3]\n", b'{"op": 42, "token": %s}\n' % token,
+                   b'{"op": "no_such_op", "token": %s}\n' % token,
                    b'{"op": "bind", "args": {"fd": "x"}}\n', b'{"op": "socket", "args": {"family": "AF_BOGUS"}}\n',
                    b'{"op": "connect", "args": {"fd": 1, "address": ["10.0.0.1", 99999]}}\n',
                    b'{"op": "ping", "surprise": 1}\n']
@@ -94,7 +96,7 @@ def test_agent_survives_garbage(testbed: Testbed) -> None:
             assert reply["ok"] is False
             kinds.append(reply["error"]["kind"])
         assert kinds[:4] == ["bad_json", "bad_request", "bad_request", "unknown_op"]
-        stream.write(b'{"id": 9, "op": "ping"}\n')
+        stream.write(b'{"id": 9, "op": "ping", "token": %s}\n' % token)
         stream.flush()
         assert json.loads(stream.readline()) == {"ok": True, "result": {"pong": True, "role": "client"}, "id": 9}
 

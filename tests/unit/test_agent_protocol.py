@@ -8,12 +8,14 @@ import json
 import pytest
 
 from netbed_agent import protocol
+from netbed_agent.session import Session
 
 protocol.default_ops()
+SESSION = Session()
 
 
 def call(op: str, /, **args: object) -> dict:
-    return protocol.handle_line(json.dumps({"id": 1, "op": op, "args": args}).encode())
+    return protocol.handle_line(json.dumps({"id": 1, "op": op, "args": args}).encode(), SESSION)
 
 
 @pytest.mark.parametrize(
@@ -32,7 +34,7 @@ def call(op: str, /, **args: object) -> dict:
     ],
 )
 def test_malformed_requests_get_typed_errors(line: bytes, kind: str) -> None:
-    reply = protocol.handle_line(line)
+    reply = protocol.handle_line(line, SESSION)
     assert reply["ok"] is False
     assert reply["error"]["kind"] == kind
     assert "id" in reply

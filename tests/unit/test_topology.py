@@ -20,8 +20,18 @@ def test_default_instance_addresses_match_compose_defaults() -> None:
     with open("compose.yaml", encoding="utf-8") as fh:
         compose = fh.read()
     for key, value in env.items():
-        if key != "NETBED_INSTANCE":
+        if key not in ("NETBED_INSTANCE", "NETBED_AGENT_TOKEN"):
             assert f"${{{key}:-{value}}}" in compose, key
+
+
+def test_agent_token_is_secret_per_testbed_and_required_by_compose() -> None:
+    """Each new Topology has its own token; compose.yaml refuses to start without one."""
+    a, b = Topology("netbed", 0), Topology("netbed", 0)
+    assert a.compose_env()["NETBED_AGENT_TOKEN"] != b.compose_env()["NETBED_AGENT_TOKEN"]
+    assert len(a.agent_token) == 32 and a.agent_token not in repr(a)
+    assert Topology("netbed", 0, agent_token="kept").compose_env()["NETBED_AGENT_TOKEN"] == "kept"
+    with open("compose.yaml", encoding="utf-8") as fh:
+        assert "${NETBED_AGENT_TOKEN:?" in fh.read()
 
 
 def test_second_instance_gets_disjoint_subnets() -> None:

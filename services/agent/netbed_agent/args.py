@@ -5,14 +5,22 @@ from __future__ import annotations
 import base64
 import binascii
 import builtins
-from typing import Any
+import math
+from typing import TYPE_CHECKING, Any
 
 from .errors import RequestError
+from .limits import MAX_TIMEOUT_S
 
-#: Upper bound for any blocking operation's timeout, seconds.  Keeps a typo
-#: (timeout=1e9) from pinning an agent thread forever.
-MAX_TIMEOUT_S = 600.0
+if TYPE_CHECKING:
+    from .session import Session
+
+__all__ = ["Args", "MAX_TIMEOUT_S", "DEFAULT_TIMEOUT_S", "INT64_MIN", "INT64_MAX", "b64"]
+
 DEFAULT_TIMEOUT_S = 5.0
+#: Integer arguments without a stricter range must fit in a signed 64-bit
+#: integer, so no C call downstream overflows (an overflow is the client's error).
+INT64_MIN = -(1 << 63)
+INT64_MAX = (1 << 63) - 1
 
 
 class Args:
@@ -23,14 +31,22 @@ class Args:
     than silently ignored.
     """
 
-    def __init__(self, op: builtins.str, raw: Any) -> None:
+    def __init__(self, op: builtins.str, raw: Any, session: Session | None = None) -> None:
         if raw is None:
             raw = {}
         if not isinstance(raw, dict):
             raise RequestError(f"{op}: 'args' must be a JSON object, got {type(raw).__name__}")
         self.op = op
+        self._session = session
         self._raw: dict[builtins.str, Any] = raw
         self._used: set[builtins.str] = set()
+
+    @property
+    def session(self) -> Session:
+        """The connection this request came on (owner of what it creates)."""
+        if self._session is None:
+            raise RequestError(f"{self.op}: needs a connection's session", kind="bad_request")
+        return self._session
 
     def _get(self, key: builtins.str, default: Any, required: builtins.bool) -> Any:
         self._used.add(key)
@@ -48,9 +64,11 @@ class Args:
         value = self._get(key, default, required)
         if isinstance(value, builtins.bool) or not isinstance(value, builtins.int):
             raise RequestError(f"{self.op}: argument '{key}' must be an integer, got {value!r}")
-        if minimum is not None and value < minimum:
+        minimum = INT64_MIN if minimum is None else minimum
+        maximum = INT64_MAX if maximum is None else maximum
+        if value < minimum:
             raise RequestError(f"{self.op}: argument '{key}' must be >= {minimum}, got {value}")
-        if maximum is not None and value > maximum:
+        if value > maximum:
             raise RequestError(f"{self.op}: argument '{key}' must be <= {maximum}, got {value}")
         return value
 
@@ -65,6 +83,8 @@ class Args:
         value = self._get(key, default, required)
         if isinstance(value, builtins.bool) or not isinstance(value, (builtins.int, builtins.float)):
             raise RequestError(f"{self.op}: argument '{key}' must be a number, got {value!r}")
+        if not math.isfinite(value):
+            raise RequestError(f"{self.op}: argument '{key}' must be a finite number, got {value!r}")
         if value < minimum:
             raise RequestError(f"{self.op}: argument '{key}' must be >= {minimum}, got {value}")
         if maximum is not None and value > maximum:

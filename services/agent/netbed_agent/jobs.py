@@ -3,6 +3,10 @@
 `job_start` returns a job id at once; `job_wait` blocks (up to its timeout)
 for the operation's result or error.  This lets the harness start a receiver
 on one host, a sender on another, and then gather both.
+
+Jobs belong to the connection that started them (see session.py): another
+connection cannot see them, and they are dropped when their connection closes
+or runs `close_all`/`reset`, waited for or not.
 """
 
 from __future__ import annotations
@@ -10,12 +14,17 @@ from __future__ import annotations
 import itertools
 import threading
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .args import Args
 from .errors import OperationTimeout, RequestError
+from .limits import MAX_JOBS_PER_CONNECTION, MAX_RUNNING_JOBS
 
-MAX_JOBS = 1000
+if TYPE_CHECKING:
+    from .session import Session
+
+#: Job threads running in the whole agent (all connections).
+_RUNNING = threading.BoundedSemaphore(MAX_RUNNING_JOBS)
 
 
 class Job:
@@ -25,42 +34,64 @@ class Job:
 
 
 class JobTable:
-    def __init__(self) -> None:
+    """One session's jobs, by id."""
+
+    def __init__(self, session: Session) -> None:
+        self._session = session
         self._lock = threading.Lock()
         self._jobs: dict[int, Job] = {}
         self._ids = itertools.count(1)
 
     def start(self, run: Callable[[], dict[str, Any]]) -> int:
         with self._lock:
-            if len(self._jobs) >= MAX_JOBS:
-                raise RequestError(f"too many unfinished jobs ({MAX_JOBS}); wait for some first")
+            if len(self._jobs) >= MAX_JOBS_PER_CONNECTION:
+                raise RequestError(
+                    f"too many unfinished or unwaited jobs on this connection ({MAX_JOBS_PER_CONNECTION}); "
+                    "job_wait for some, or close_all", kind="busy")
+            if not _RUNNING.acquire(blocking=False):
+                raise RequestError(f"the agent already runs {MAX_RUNNING_JOBS} jobs; wait for some", kind="busy")
             job_id = next(self._ids)
             job = self._jobs[job_id] = Job()
 
         def body() -> None:
-            job.response = run()
-            job.done.set()
+            try:
+                response = run()
+                if not job.done.is_set():
+                    job.response = response
+            finally:
+                _RUNNING.release()
+                job.done.set()
 
-        threading.Thread(target=body, name=f"job-{job_id}", daemon=True).start()
+        self._session.spawn(body, f"job-{job_id}")
         return job_id
 
     def wait(self, job_id: Any, timeout: float) -> dict[str, Any]:
         with self._lock:
-            job = self._jobs.get(job_id) if isinstance(job_id, int) else None
+            job = self._jobs.get(job_id) if type(job_id) is int else None
         if job is None:
-            raise RequestError(f"no job with id {job_id!r}", kind="bad_handle")
+            raise RequestError(f"no job with id {job_id!r} on this connection", kind="bad_handle")
         if not job.done.wait(timeout):
             raise OperationTimeout(f"job {job_id} still running after {timeout:g} s")
         with self._lock:
             self._jobs.pop(job_id, None)
-        assert job.response is not None
+        if job.response is None:
+            raise RequestError(f"job {job_id} was stopped (close_all, reset)", kind="bad_handle")
         return job.response
 
+    def clear(self) -> None:
+        """Forget every job; running ones stop because their sockets are closed."""
+        with self._lock:
+            jobs = list(self._jobs.values())
+            self._jobs.clear()
+        for job in jobs:
+            job.done.set()  # wakes a job_wait on it: "stopped"
 
-JOBS = JobTable()
+    def __len__(self) -> int:
+        with self._lock:
+            return len(self._jobs)
 
 
-def make_ops(dispatch: Callable[[str, Any], dict[str, Any]]) -> dict[str, Callable[[Args], dict[str, Any]]]:
+def make_ops(dispatch: Callable[[str, Any, Session], dict[str, Any]]) -> dict[str, Callable[[Args], dict[str, Any]]]:
     """Job operations bound to the agent's dispatcher (which builds responses)."""
 
     def op_job_start(args: Args) -> dict[str, Any]:
@@ -69,7 +100,8 @@ def make_ops(dispatch: Callable[[str, Any], dict[str, Any]]) -> dict[str, Callab
         args.finish()
         if op.startswith("job_"):
             raise RequestError("job_start: jobs cannot start jobs")
-        return {"job": JOBS.start(lambda: dispatch(op, inner))}
+        session = args.session
+        return {"job": session.jobs.start(lambda: dispatch(op, inner, session))}
 
     def op_job_wait(args: Args) -> dict[str, Any]:
         job_id = args.raw("job", required=True)
@@ -77,6 +109,6 @@ def make_ops(dispatch: Callable[[str, Any], dict[str, Any]]) -> dict[str, Callab
         args.finish()
         # The inner operation's response, verbatim: the protocol layer
         # unwraps it so a job's error surfaces as that operation's error.
-        return {"__response__": JOBS.wait(job_id, timeout)}
+        return {"__response__": args.session.jobs.wait(job_id, timeout)}
 
     return {"job_start": op_job_start, "job_wait": op_job_wait}

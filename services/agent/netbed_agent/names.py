@@ -31,6 +31,10 @@ EXTRA_CONSTANTS = {
     "IPV6_RECVERR": 25,
 }
 LEVELS = ("SOL_", "IPPROTO_")
+#: Numbers given for constants must fit the C int the kernel call takes.
+C_INT_MIN, C_INT_MAX = -(1 << 31), (1 << 31) - 1
+#: sun_path holds 108 bytes, one of them the terminating NUL.
+UNIX_PATH_MAX_BYTES = 107
 OPTION_PREFIXES = ("SO_", "TCP_", "IP_", "IPV6_", "UDP_", "MSG_")
 
 
@@ -38,6 +42,8 @@ def _lookup(kind: str, value: Any, table: Mapping[str, int] | None, prefixes: tu
     if isinstance(value, bool):
         raise RequestError(f"{kind} must be a name or a number, got {value!r}")
     if isinstance(value, int):
+        if not C_INT_MIN <= value <= C_INT_MAX:
+            raise RequestError(f"{kind} {value} does not fit a C int")
         return value
     if not isinstance(value, str):
         raise RequestError(f"{kind} must be a name or a number, got {value!r}")
@@ -99,6 +105,14 @@ def address(fam: int, value: Any) -> Any:
     if fam == socket.AF_UNIX:
         if not isinstance(value, str) or not value:
             raise RequestError(f"AF_UNIX address must be a non-empty path string, got {value!r}")
+        try:
+            encoded = value.encode("utf-8")
+        except UnicodeEncodeError:
+            raise RequestError(f"AF_UNIX path {value!r} is not valid UTF-8 text") from None
+        if len(encoded) > UNIX_PATH_MAX_BYTES:
+            raise RequestError(f"AF_UNIX path is {len(encoded)} bytes; at most {UNIX_PATH_MAX_BYTES}")
+        if "\0" in value[1:]:
+            raise RequestError("AF_UNIX path has a NUL byte after its first (abstract names start with one)")
         return value
     if not (isinstance(value, list) and len(value) in (2, 4)):
         raise RequestError(f"address must be [host, port], got {value!r}")
@@ -109,9 +123,11 @@ def address(fam: int, value: Any) -> Any:
         raise RequestError(f"port must be an integer in 0-65535, got {port!r}")
     if host:
         try:
-            parsed = ipaddress.ip_address(host.split("%", 1)[0])
+            parsed = ipaddress.ip_address(host)
         except ValueError:
             raise RequestError(f"address host must be a literal IP address, got {host!r}") from None
+        if "%" in host and not (parsed.version == 6 and parsed.is_link_local):
+            raise RequestError(f"a scope (%interface) is for IPv6 link-local addresses only, got {host!r}")
         if (fam == socket.AF_INET) != (parsed.version == 4):
             want = "IPv4" if fam == socket.AF_INET else "IPv6"
             raise RequestError(f"address {host!r} is not an {want} address for this socket")

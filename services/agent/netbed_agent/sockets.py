@@ -2,7 +2,8 @@
 
 Each operation mirrors one call of Python's socket API.  Blocking calls take a
 `timeout` (seconds) and raise OperationTimeout when it expires; every other
-failure is the kernel's own OSError, reported with its errno.
+failure is the kernel's own OSError, reported with its errno.  Each control
+connection has its own table (session.py): handles are per connection.
 """
 
 from __future__ import annotations
@@ -39,7 +40,7 @@ class SocketTable:
 
     def get(self, handle: Any) -> socket.socket:
         with self._lock:
-            sock = self._sockets.get(handle) if isinstance(handle, int) else None
+            sock = self._sockets.get(handle) if type(handle) is int else None
         if sock is None:
             raise RequestError(f"no open socket with handle {handle!r}", kind="bad_handle")
         return sock
@@ -49,8 +50,10 @@ class SocketTable:
             self._background.add(handle)
 
     def close(self, handle: Any) -> None:
+        if type(handle) is not int:
+            raise RequestError(f"a socket handle is an integer, got {handle!r}", kind="bad_handle")
         with self._lock:
-            sock = self._sockets.pop(handle, None) if isinstance(handle, int) else None
+            sock = self._sockets.pop(handle, None)
             background = handle in self._background
             self._background.discard(handle)
         if sock is None:
@@ -58,12 +61,15 @@ class SocketTable:
         _close(sock, background)
 
     def close_all(self) -> int:
+        """Close every socket, shutting each down first: that wakes any call
+        blocked on it (recv, accept, connect, a job), which close() alone does
+        not on Linux."""
         with self._lock:
-            items = [(h, s, h in self._background) for h, s in self._sockets.items()]
+            items = list(self._sockets.values())
             self._sockets.clear()
             self._background.clear()
-        for _handle, sock, background in items:
-            _close(sock, background)
+        for sock in items:
+            _close(sock, True)
         return len(items)
 
     def __len__(self) -> int:
@@ -81,11 +87,8 @@ def _close(sock: socket.socket, wake: bool) -> None:
     sock.close()
 
 
-TABLE = SocketTable()
-
-
 def _sock(args: Args) -> socket.socket:
-    return TABLE.get(args.raw("fd", required=True))
+    return args.session.sockets.get(args.raw("fd", required=True))
 
 
 def _blocking(sock: socket.socket, timeout: float, call: Callable[[], Any]) -> Any:
@@ -104,7 +107,7 @@ def op_socket(args: Args) -> dict[str, Any]:
     proto = names.protocol(args.raw("proto"))
     args.finish()
     sock = socket.socket(fam, typ, proto)
-    return {"fd": TABLE.add(sock)}
+    return {"fd": args.session.sockets.add(sock)}
 
 
 def op_bind(args: Args) -> dict[str, Any]:
@@ -128,7 +131,7 @@ def op_accept(args: Args) -> dict[str, Any]:
     timeout = args.timeout()
     args.finish()
     conn, peer = _blocking(sock, timeout, sock.accept)
-    return {"fd": TABLE.add(conn), "peer": names.encode_address(peer)}
+    return {"fd": args.session.sockets.add(conn), "peer": names.encode_address(peer)}
 
 
 def op_connect(args: Args) -> dict[str, Any]:
@@ -258,13 +261,14 @@ def op_shutdown(args: Args) -> dict[str, Any]:
 def op_close(args: Args) -> dict[str, Any]:
     handle = args.raw("fd", required=True)
     args.finish()
-    TABLE.close(handle)
+    args.session.sockets.close(handle)
     return {}
 
 
 def op_close_all(args: Args) -> dict[str, Any]:
+    """Close this connection's sockets and stop its jobs and background work."""
     args.finish()
-    return {"closed": TABLE.close_all()}
+    return {"closed": args.session.clear()}
 
 
 OPS = {

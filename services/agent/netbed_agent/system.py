@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import ipaddress
 import json
+import re
 import socket
 import subprocess
 from typing import Any
@@ -77,6 +79,11 @@ def op_route_get(args: Args) -> dict[str, Any]:
     """
     address = args.str("address", required=True)
     args.finish()
+    try:
+        ipaddress.ip_address(address)
+    except ValueError:
+        # Checked here, not by ip: text starting with "-" would be an option to it.
+        raise RequestError(f"route_get: {address!r} is not an IP address") from None
     proc = subprocess.run(["ip", "-j", "route", "get", address], capture_output=True, text=True, timeout=10)
     if proc.returncode != 0:
         message = proc.stderr.strip()
@@ -88,16 +95,20 @@ def op_route_get(args: Args) -> dict[str, Any]:
     return {"routes": json.loads(proc.stdout or "[]")}
 
 
+#: A sysctl name: dot-separated ASCII parts (interface names may hold "@" or ":").
+SYSCTL_NAME = re.compile(r"[A-Za-z0-9_@:-]{1,64}(\.[A-Za-z0-9_@:-]{1,64}){0,7}")
+
+
 def op_sysctl(args: Args) -> dict[str, Any]:
     name = args.str("name", required=True)
     args.finish()
-    if not name.replace(".", "").replace("_", "").replace("-", "").isalnum():
+    if not SYSCTL_NAME.fullmatch(name):
         raise RequestError(f"sysctl: bad name {name!r}")
     path = "/proc/sys/" + name.replace(".", "/")
     try:
-        with open(path, encoding="ascii") as fh:
-            return {"value": fh.read().strip()}
-    except FileNotFoundError:
+        with open(path, encoding="ascii", errors="replace") as fh:
+            return {"value": fh.read(65536).strip()}
+    except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
         raise RequestError(f"sysctl: no such setting {name!r}") from None
 
 

@@ -19,12 +19,15 @@ import struct
 import threading
 import time
 import zlib
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from . import names
-from .args import Args
+from .args import MAX_TIMEOUT_S, Args
 from .errors import OperationTimeout, RequestError
-from .sockets import TABLE
+from .limits import MAX_ECHO_CONNECTIONS
+
+if TYPE_CHECKING:
+    from .session import Session
 
 HEADER = struct.Struct("!4sQQI")
 MAGIC = b"NBSQ"
@@ -32,7 +35,7 @@ MAX_COUNT = 10_000_000
 
 
 def _sock(args: Args) -> socket.socket:
-    return TABLE.get(args.raw("fd", required=True))
+    return args.session.sockets.get(args.raw("fd", required=True))
 
 
 PREFIX = struct.Struct("!4sQQ")  # the header without its CRC
@@ -59,7 +62,7 @@ def op_send_sequence(args: Args) -> dict[str, Any]:
     count = args.int("count", required=True, minimum=0, maximum=MAX_COUNT)
     size = args.int("size", 64, minimum=HEADER.size, maximum=65507)
     rate = args.float("rate_pps", 0.0)
-    first = args.int("first_seq", 0, minimum=0)
+    first = args.int("first_seq", 0, minimum=0, maximum=(1 << 64) - 1 - MAX_COUNT)
     addr = names.address(sock.family, args.raw("address")) if args.has("address") else None
     if not args.has("address"):
         args.raw("address")
@@ -68,18 +71,30 @@ def op_send_sequence(args: Args) -> dict[str, Any]:
     filler = bytes(random.Random(size).randbytes(size))
     errors: dict[str, int] = {}
     sent = 0
-    sock.settimeout(timeout)
+    session = args.session
     start = time.monotonic()
     deadline = start + timeout
     interval = 1.0 / rate if rate > 0 else 0.0
+    sock_timeout = max(timeout, 0.001)
+    sock.settimeout(sock_timeout)
     for i in range(count):
-        if interval:
-            due = start + i * interval
-            delay = due - time.monotonic()
-            if delay > 0:
-                time.sleep(delay)
+        # The wait for the next send is cut short by the deadline (a tiny
+        # rate_pps must not sleep past the timeout) and by close_all.
+        due = start + i * interval if interval else 0.0
+        if due > deadline:
+            session.sleep(deadline - time.monotonic())
+        elif interval:
+            session.sleep(due - time.monotonic())
+        if session.cancelled.is_set():
+            raise OperationTimeout(f"stopped after {sent} of {count} messages: the connection's work was cleared")
         if time.monotonic() > deadline:
             raise OperationTimeout(f"sent {sent} of {count} messages before the {timeout:g} s timeout")
+        remaining = deadline - time.monotonic()
+        if remaining < sock_timeout - 0.1:
+            # Tightened in 0.1 s steps, not per message: settimeout costs two
+            # fcntl calls, and a blocked send still ends by the deadline (+0.1 s).
+            sock_timeout = max(remaining, 0.001)
+            sock.settimeout(sock_timeout)
         msg = build_message(first + i, size, filler)
         try:
             if addr is None:
@@ -87,6 +102,8 @@ def op_send_sequence(args: Args) -> dict[str, Any]:
             else:
                 sock.sendto(msg, addr)
             sent += 1
+        except TimeoutError:
+            raise OperationTimeout(f"sent {sent} of {count} messages before the {timeout:g} s timeout") from None
         except OSError as exc:
             name = _errno_name(exc)
             errors[name] = errors.get(name, 0) + 1
@@ -109,9 +126,9 @@ def op_recv_sequence(args: Args) -> dict[str, Any]:
     with (IP_RECVTOS), whose low two bits are the ECN field (3 = CE).
     """
     sock = _sock(args)
-    duration = args.float("duration_s", 10.0, maximum=600.0)
+    duration = args.float("duration_s", 10.0, maximum=MAX_TIMEOUT_S)
     expect = args.opt_int("expect", minimum=1, maximum=MAX_COUNT)
-    idle = args.float("idle_s", 1.0, maximum=600.0)
+    idle = args.float("idle_s", 1.0, maximum=MAX_TIMEOUT_S)
     bufsize = args.int("bufsize", 65536, minimum=HEADER.size, maximum=1 << 20)
     record_tos = args.bool("record_tos", False)
     args.finish()
@@ -138,6 +155,8 @@ def op_recv_sequence(args: Args) -> dict[str, Any]:
             if arrivals:
                 break
             continue
+        if not data and (args.session.cancelled.is_set() or sock.type == socket.SOCK_STREAM):
+            break  # shut down (close_all, end of stream): nothing more will come
         recv_ns = time.time_ns()
         if len(data) < HEADER.size or data[:4] != MAGIC:
             foreign += 1
@@ -156,17 +175,22 @@ def op_stream_send(args: Args) -> dict[str, Any]:
     sock = _sock(args)
     nbytes = args.int("nbytes", required=True, minimum=0, maximum=1 << 31)
     chunk = args.int("chunk", 65536, minimum=1, maximum=1 << 24)
-    seed = args.int("seed", 0)
+    seed = args.int("seed", 0, minimum=0)
     shutdown = args.bool("shutdown", True)
     timeout = args.timeout(60.0)
     args.finish()
     rng = random.Random(seed)
     digest = hashlib.sha256()
-    sock.settimeout(timeout)
+    deadline = time.monotonic() + timeout
     left = nbytes
     try:
         while left:
             block = rng.randbytes(min(chunk, left))
+            # One deadline for the whole transfer, not one timeout per chunk.
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise TimeoutError
+            sock.settimeout(remaining)
             sock.sendall(block)
             digest.update(block)
             left -= len(block)
@@ -212,23 +236,38 @@ def op_stream_recv(args: Args) -> dict[str, Any]:
             "first_to_last_s": (last_ns - first_ns) / 1e9}
 
 
-def _echo_stream_conn(conn: socket.socket) -> None:
-    with conn:
-        conn.settimeout(None)
-        try:
-            while data := conn.recv(65536):
-                conn.sendall(data)
-        except OSError:
-            pass
+def _echo_stream_conn(conn: socket.socket, session: Session, slots: threading.BoundedSemaphore) -> None:
+    try:
+        with conn:
+            conn.settimeout(None)
+            try:
+                while data := conn.recv(65536):
+                    conn.sendall(data)
+            except OSError:
+                pass
+    finally:
+        session.release(conn)
+        slots.release()
 
 
-def _echo_loop(sock: socket.socket) -> None:
+def _echo_loop(sock: socket.socket, session: Session) -> None:
     sock.settimeout(None)
+    slots = threading.BoundedSemaphore(MAX_ECHO_CONNECTIONS)
     try:
         if sock.type == socket.SOCK_STREAM or sock.type == socket.SOCK_SEQPACKET:
             while True:
+                # At most MAX_ECHO_CONNECTIONS threads: further connections
+                # wait in the listen backlog until one ends.
+                while not slots.acquire(timeout=0.5):
+                    if session.cancelled.is_set():
+                        return
                 conn, _ = sock.accept()
-                threading.Thread(target=_echo_stream_conn, args=(conn,), daemon=True).start()
+                # Adopted by the session so close_all wakes its thread too.
+                session.adopt(conn)
+                if session.cancelled.is_set():
+                    conn.close()
+                    return
+                session.spawn(_echo_stream_conn, "echo-conn", conn, session, slots)
         else:
             while True:
                 data, peer = sock.recvfrom(65536)
@@ -247,7 +286,7 @@ def op_echo(args: Args) -> dict[str, Any]:
     a datagram socket sends each datagram back to its sender.
     """
     handle = args.raw("fd", required=True)
-    sock = TABLE.get(handle)
+    sock = args.session.sockets.get(handle)
     args.finish()
     if sock.type == socket.SOCK_STREAM or sock.type == socket.SOCK_SEQPACKET:
         try:
@@ -257,8 +296,8 @@ def op_echo(args: Args) -> dict[str, Any]:
             listening = 0
         if not listening:
             raise RequestError("echo: a stream socket must be listening first (bind, listen)")
-    TABLE.mark_background(handle)
-    threading.Thread(target=_echo_loop, args=(sock,), daemon=True).start()
+    args.session.sockets.mark_background(handle)
+    args.session.spawn(_echo_loop, "echo", sock, args.session)
     return {}
 
 
