@@ -40,7 +40,7 @@ def test_instances_started_at_once_get_distinct_subnets(monkeypatch: pytest.Monk
         assert len(set(indices)) == N, indices
         for tb in testbeds:
             nets = docker_api.leftovers(client, tb.instance)["networks"]
-            assert sorted(nets) == sorted(f"{tb.instance}_{n}" for n in ("clientnet", "servernet", "control"))
+            assert sorted(nets) == sorted(f"{tb.instance}_{n}" for n in ("clientnet", "servernet", "agent_control"))
     finally:
         for tb in testbeds:
             docker_api.remove_by_label(client, tb.instance)
