@@ -294,7 +294,7 @@ class Ctx:
 
     def apply(self, direction: str, text: str, match: dict[str, Any] | None = None) -> dict[str, Any]:
         with netns("r"):
-            return self.backend.apply(direction, parse(text).to_dict(), match)
+            return dict(self.backend.apply(direction, parse(text).to_dict(), match).details)
 
     def clear(self, direction: str) -> None:
         with netns("r"):
@@ -302,7 +302,7 @@ class Ctx:
 
     def stats(self) -> dict[str, Any]:
         with netns("r"):
-            return self.backend.stats()
+            return self.backend.stats().to_dict()  # the wire form: counters by name, None if not measured
 
     def qdiscs(self, dev: str) -> list[dict[str, Any]]:
         with netns("r"):

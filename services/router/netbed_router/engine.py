@@ -56,9 +56,9 @@ from netbed_core.netem import from_dict as netem_from_dict
 from netbed_core.netem.model import GemodelLoss, RandomLoss, StateLoss
 from netbed_core.verdicts import NF_ACCEPT, NF_DROP
 
+from .counters import EngineCounters as DirectionStats
 from .packets import ecn_set_ce, ip_header_len
 from .randomness import CRandom, tabledist
-from .stats import DirectionStats
 
 U32_MAX = 0xFFFFFFFF
 #: Link-layer header a netem qdisc on an Ethernet device counts in the packet length.
