@@ -87,3 +87,28 @@ def test_backend_stats_wire_form() -> None:
     d = wire["directions"]["to-server"]
     assert d["active"] is True and d["passed"] == 2 and d["interface"] == "eth0" and d["duplicated"] is None
     json.dumps(wire)  # JSON-able as it is
+
+
+def test_netbed_status_says_which_counters_this_backend_cannot_measure(capsys: pytest.CaptureFixture[str]) -> None:
+    from netbed.cli import _print_status
+    from netbed.testbed import _counter_availability
+
+    kernel = DirectionStats.measuring(KERNEL_MEASURED, passed=90, dropped=10)
+    idle = DirectionStats.measuring(KERNEL_MEASURED)
+    status = {
+        "backend": "kernel", "reason": "kernel has sch_netem", "measured": sorted(KERNEL_MEASURED),
+        "directions": {
+            "to-server": {"impairment": {"description": "loss 10%", "match": None},
+                          "stats": {"active": True, **kernel.to_dict()}},
+            "to-client": {"impairment": None, "stats": {"active": False, **idle.to_dict()}},
+        },
+    }
+    status["counters"] = _counter_availability(status)
+    assert status["counters"]["not_available"][:3] == ["seen", "dropped_loss", "dropped_limit"]
+    assert "duplicated" in status["counters"]["not_available"]
+    _print_status({"instance": "t", "running": True, "hosts": {}, "impairment": status})
+    out = capsys.readouterr().out
+    assert "counters measured: passed dropped queue_depth backlog_bytes overlimits requeues bytes_out" in out
+    assert "not available on this backend: seen dropped_loss" in out and " duplicated corrupted reordered" in out
+    assert "passed=90 dropped=10 queue_depth=0" in out
+    assert "duplicated=" not in out  # a counter the backend cannot measure is not shown as a number
