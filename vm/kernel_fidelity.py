@@ -631,6 +631,8 @@ def test_sctp_seqpacket_records(ctx: Ctx) -> None:
              f"{st['to-client']['passed']}/{st['to-client']['dropped']}")
     assert got == sent and eor == 0
     assert st["to-server"]["passed"] > 0 and st["to-client"]["passed"] > 0
+    # netem duplicated, but tc keeps no such count: not measured (None), never a made-up 0
+    assert st["to-server"]["duplicated"] is None and "duplicated" in st["to-server"]["not_measured"], st
 
 
 # --------------------------------------------------------------------------------------------
