@@ -95,12 +95,12 @@ ROUTER_CODE = textwrap.dedent("""
     from netbed_router.rules import Rules, rule_args
     from netbed_router.worker import QueueWorker
     from netbed_router.engine import Engine, EngineConfig
-    from netbed_router.stats import DirectionStats
+    from netbed_router.counters import EngineCounters
     spec = json.loads(sys.argv[1])
     workers = {}
     for name, q in (("to-server", 0), ("to-client", 1)):
         w = QueueWorker(q, name)
-        w.set_engine(Engine(EngineConfig.from_dict(spec), w.held, DirectionStats()))
+        w.set_engine(Engine(EngineConfig.from_dict(spec), w.held, EngineCounters()))
         workers[name] = w
     rules = Rules(chain="NBBENCH")
     rules.set({4: [rule_args("r0", "r1", None, 0, 4), rule_args("r1", "r0", None, 1, 4)], 6: []})

@@ -294,7 +294,7 @@ class Ctx:
 
     def apply(self, direction: str, text: str, match: dict[str, Any] | None = None) -> dict[str, Any]:
         with netns("r"):
-            return self.backend.apply(direction, parse(text).to_dict(), match)
+            return dict(self.backend.apply(direction, parse(text).to_dict(), match).details)
 
     def clear(self, direction: str) -> None:
         with netns("r"):
@@ -302,7 +302,7 @@ class Ctx:
 
     def stats(self) -> dict[str, Any]:
         with netns("r"):
-            return self.backend.stats()
+            return self.backend.stats().to_dict()  # the wire form: counters by name, None if not measured
 
     def qdiscs(self, dev: str) -> list[dict[str, Any]]:
         with netns("r"):
@@ -631,6 +631,8 @@ def test_sctp_seqpacket_records(ctx: Ctx) -> None:
              f"{st['to-client']['passed']}/{st['to-client']['dropped']}")
     assert got == sent and eor == 0
     assert st["to-server"]["passed"] > 0 and st["to-client"]["passed"] > 0
+    # netem duplicated, but tc keeps no such count: not measured (None), never a made-up 0
+    assert st["to-server"]["duplicated"] is None and "duplicated" in st["to-server"]["not_measured"], st
 
 
 # --------------------------------------------------------------------------------------------

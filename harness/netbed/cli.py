@@ -23,6 +23,9 @@ from .errors import NetbedError
 from .profiles import load_profiles, profile
 from .testbed import Testbed
 
+#: The router counters `netbed status` prints per direction (when the backend measures them).
+STATUS_COUNTERS = ("seen", "passed", "dropped", "duplicated", "corrupted", "reordered", "delayed", "queue_depth")
+
 
 def _print_status(report: dict[str, Any]) -> None:
     print(f"testbed {report['instance']}: {'up' if report['running'] else 'not running'}")
@@ -41,14 +44,20 @@ def _print_status(report: dict[str, Any]) -> None:
     imp = report.get("impairment")
     if imp:
         print(f"  impairment backend: {imp['backend']} ({imp['reason']})")
+        availability = imp.get("counters") or {}
+        if availability:
+            print(f"  counters measured: {' '.join(availability['measured']) or 'none'}")
+            if availability["not_available"]:
+                print(f"  not available on this backend: {' '.join(availability['not_available'])}")
+        values = availability.get("values", {})
         for direction, entry in imp["directions"].items():
             setting = entry["impairment"]
             text = "none (pristine forwarding)" if setting is None else setting["description"]
             if setting and setting.get("match"):
                 text += f" [only {setting['match']}]"
-            stats = entry.get("stats") or {}
-            keys = ("seen", "passed", "dropped", "duplicated", "corrupted", "reordered", "delayed", "queue_depth")
-            counts = " ".join(f"{k}={stats[k]}" for k in keys if setting and k in stats)
+            # Only what the backend measures: a counter it cannot measure is not a 0.
+            shown = {k: v for k, v in values.get(direction, {}).items() if k in STATUS_COUNTERS}
+            counts = " ".join(f"{k}={v}" for k, v in shown.items()) if setting else ""
             print(f"  {direction:9} {text}" + (f"\n            {counts}" if counts else ""))
 
 

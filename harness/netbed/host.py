@@ -6,6 +6,7 @@ import socket
 import threading
 from typing import Any
 
+from netbed_core.direction_stats import DirectionStats, total
 from netbed_core.netem import Netem
 
 from . import impairment
@@ -140,8 +141,19 @@ class Router(Host):
         self.call("clear", direction=direction)
 
     def impair_status(self) -> dict[str, Any]:
-        """{"backend", "reason", "directions": {dir: {"impairment", "stats"}}, "engine"}."""
+        """{"backend", "reason", "measured", "directions": {dir: {"impairment", "stats"}}, "engine"}."""
         return self.call("impair_status")
+
+    def impair_counters(self, status: dict[str, Any] | None = None) -> dict[str, DirectionStats]:
+        """Per direction, what the router's backend counted since the impairment was applied
+        (packets; a counter this backend cannot measure is None, see DirectionStats).
+        `status`: an `impair_status()` reply already fetched."""
+        status = self.impair_status() if status is None else status
+        return {d: DirectionStats.from_dict(entry.get("stats") or {}) for d, entry in status["directions"].items()}
+
+    def impair_totals(self) -> DirectionStats:
+        """The router's counters summed over both directions (None: not measured by its backend)."""
+        return total(self.impair_counters().values())
 
 
 __all__ = ["Host", "Job", "Router", "error_from_reply"]

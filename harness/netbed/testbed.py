@@ -26,6 +26,8 @@ from typing import Any
 import docker
 import tenacity
 
+from netbed_core.direction_stats import COUNTERS, DirectionStats
+
 from . import docker_api, images
 from .agent import AgentConnection
 from .compose import COMPOSE_FILE, Compose
@@ -376,7 +378,23 @@ class Testbed:
                 counters = router.counters()
                 report["router"] = {"ipv4_forwarded": counters["ipv4_forwarded"],
                                     "ipv6_forwarded": counters["ipv6_forwarded"]}
-                report["impairment"] = router.impair_status()
+                status = router.impair_status()
+                status["counters"] = _counter_availability(status)
+                report["impairment"] = status
             except NetbedError as exc:
                 report["router"] = {"error": str(exc)}
         return report
+
+
+def _counter_availability(status: dict[str, Any]) -> dict[str, Any]:
+    """Which router counters the backend measures (with their values per direction) and which
+    are not available on it, from an `impair_status` reply (what `netbed status` shows)."""
+    counters = {d: DirectionStats.from_dict(e.get("stats") or {}) for d, e in status.get("directions", {}).items()}
+    # A router from before "measured" existed: what it sent as a number is measured.
+    measured = set(status["measured"]) if "measured" in status else \
+        set().union(*(c.measured for c in counters.values()))
+    return {
+        "measured": [c for c in COUNTERS if c in measured],
+        "not_available": [c for c in COUNTERS if c not in measured],
+        "values": {d: {k: v for k, v in c.counters().items() if k in measured} for d, c in counters.items()},
+    }

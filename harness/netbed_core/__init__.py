@@ -10,4 +10,5 @@ Modules:
     directions  the names of the router's two directions
     subnets     the default testbed's subnets and addresses
     verdicts    the netfilter verdicts the engine hands the kernel
+    direction_stats  what an impairment backend counted per direction (None: not measured)
 """

@@ -13,7 +13,7 @@ empty string: no impairment at all, so clean-network tests never touch the impai
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -88,16 +88,43 @@ def impaired(router: Any, condition: Condition | str, direction: str = "both") -
         yield
 
 
-def impair_counts(router: Any) -> dict[str, int]:
+def impair_counts(router: Any) -> dict[str, int | None]:
     """The router's impairment counters ("seen", "dropped", "duplicated", "corrupted",
     "reordered", ...; packets) summed over both directions.
 
-    Read from ``impair_status()["directions"][d]["stats"]``.
+    A counter the router's backend cannot measure is None, not 0: tc netem (the kernel
+    backend, on most users' machines) counts only packets sent, drops and its queue, so
+    "duplicated", "corrupted", "reordered" are None there. See `assert_acted`.
     """
-    totals: dict[str, int] = {}
-    for entry in router.impair_status()["directions"].values():
-        stats = entry.get("stats")
-        for key, value in (stats or {}).items():
-            if isinstance(value, int) and not isinstance(value, bool) and key not in ("queue_num", "seed"):
-                totals[key] = totals.get(key, 0) + value
-    return totals
+    counts: dict[str, int | None] = router.impair_totals().counters()
+    return counts
+
+
+#: The router counter that shows each impairment acted (None on a backend that cannot count it).
+ROUTER_EVIDENCE = {"loss": "dropped", "duplicate": "duplicated", "corrupt": "corrupted", "reorder": "reordered"}
+
+
+def assert_acted(condition: Condition, router_counts: Mapping[str, int | None], receiver_count: int | None,
+                 receiver_what: str) -> None:
+    """Assert that `condition`'s impairment acted on the traffic.
+
+    Two witnesses: the router's counter (ROUTER_EVIDENCE), asserted > 0 wherever the backend
+    measures it, and what the receiving end measured (`receiver_count` of `receiver_what`,
+    e.g. out-of-order segments under reorder), asserted > 0 always. The receiver's evidence is
+    what remains where the router's counter is None (the kernel backend); asserting it on every
+    backend keeps it checked where the router's counter exists too.
+    """
+    counter = ROUTER_EVIDENCE.get(condition.name)
+    if counter is None:
+        return
+    router_count = router_counts.get(counter)
+    if router_count is not None:
+        assert router_count > 0, f"router {counter} nothing: the impairment did not act ({dict(router_counts)})"
+    if receiver_count is None:
+        assert router_count is not None, (
+            f"no evidence that {condition.name} acted: the router's backend does not count {counter} and the "
+            f"receiver could not measure {receiver_what}")
+        return
+    assert receiver_count > 0, (
+        f"the receiver measured no {receiver_what}: the {condition.name} impairment did not act "
+        f"(router {counter}: {'not measured' if router_count is None else router_count})")

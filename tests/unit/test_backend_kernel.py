@@ -196,8 +196,8 @@ def test_apply_replaces_the_root_with_netem(backend: KernelBackend, kernel: Fake
         ["tc", "qdisc", "replace", "dev", "eth0", "root", "handle", "10:", "netem",
          "limit", "1000", "delay", "50ms", "loss", "random", "1%"],
     ]
-    assert res["interface"] == "eth0" and res["queued"] is True
-    assert res["readback"]["delay"] == {"delay": 0.05, "jitter": 0.0, "correlation": 0.0}
+    assert res.details["interface"] == "eth0" and res.queued is True
+    assert res.details["readback"]["delay"] == {"delay": 0.05, "jitter": 0.0, "correlation": 0.0}
     assert ["tc", "-j", "qdisc", "show", "dev", "eth0"] in kernel.calls  # read back
 
 
@@ -218,7 +218,7 @@ def test_partition_is_loss_100(backend: KernelBackend, kernel: FakeKernel) -> No
 def test_pristine_spec_clears(backend: KernelBackend, kernel: FakeKernel) -> None:
     backend.apply("to-server", spec("delay 5ms"), None)
     res = backend.apply("to-server", spec(""), None)
-    assert res["queued"] is False
+    assert res.queued is False
     assert kernel.tc_changes()[-1] == ["tc", "qdisc", "del", "dev", "eth0", "root"]
 
 
@@ -254,7 +254,7 @@ def test_match_builds_prio_with_netem_on_band_3_and_u32_filters(backend: KernelB
         ["tc", "filter", "add", "dev", "eth0", "parent", "20:", "protocol", "ipv6", "prio", "4", "u32",
          "match", "ip6", "protocol", "17", "0xff", "match", "ip6", "sport", "5000", "0xffff", "flowid", "20:3"],
     ]
-    assert res["match"] == {"proto": "udp", "port": 5000}
+    assert res.details["match"] == {"proto": "udp", "port": 5000}
     assert ["tc", "-j", "filter", "show", "dev", "eth0", "parent", "20:"] in kernel.calls
     backend.apply("to-server", spec("delay 30ms"), {"proto": "udp", "port": 5000})
     assert kernel.tc_changes()[6][6:8] == ["handle", "21:"] and kernel.tc_changes()[7][5:9] == [
@@ -294,7 +294,7 @@ def test_readback_mismatch_raises_and_leaves_nothing_half_done(backend: KernelBa
     with pytest.raises(ReadbackMismatch, match=r"corrupt.corrupt: asked 0, kernel has 0.01"):
         backend.apply("to-server", spec("delay 10ms"), None)
     assert kernel.tc_changes()[-1] == ["tc", "qdisc", "del", "dev", "eth0", "root"]
-    assert backend.stats()["directions"]["to-server"]["active"] is False
+    assert backend.stats().directions["to-server"].active is False
 
 
 def test_tc_failure_is_reported_without_usage_text(backend: KernelBackend, kernel: FakeKernel) -> None:
@@ -336,14 +336,35 @@ def test_stats_read_the_netem_counters(backend: KernelBackend, kernel: FakeKerne
     kernel.qdiscs["eth1"][0].update({"bytes": 20000, "packets": 200, "drops": 10})
     st = backend.stats()
     assert ["tc", "-j", "-s", "qdisc", "show", "dev", "eth1"] in kernel.calls
-    d = st["directions"]["to-client"]
+    report = st.directions["to-client"]
+    assert report.active is True and report.counters.passed == 90 and report.counters.dropped == 10
+    d = st.to_dict()["directions"]["to-client"]  # the wire form keeps the old keys
     assert d["active"] is True and d["passed"] == 90 and d["dropped"] == 10
     assert d["netem"] == {"sent_packets": 90, "sent_bytes": 9000, "drops": 10, "overlimits": 0, "requeues": 0,
                           "backlog_bytes": 128, "backlog_packets": 2}
     assert d["root"]["kind"] == "prio" and d["root"]["sent_packets"] == 200
     assert d["match"] == {"proto": "udp", "port": 53} and d["spec"]["loss"]["pct"] == 10
-    assert st["directions"]["to-server"]["active"] is False and st["directions"]["to-server"]["netem"] is None
-    assert st["backend"] == "kernel" and st["interfaces"] == {"client": "eth1", "server": "eth0"}
+    assert st.directions["to-server"].active is False and st.directions["to-server"].details["netem"] is None
+    assert st.to_dict()["backend"] == "kernel" and st.to_dict()["interfaces"] == {"client": "eth1", "server": "eth0"}
+
+
+def test_stats_report_what_tc_counts_and_none_for_the_rest(backend: KernelBackend, kernel: FakeKernel) -> None:
+    backend.apply("to-server", spec("delay 10ms duplicate 5% corrupt 1% reorder 10%"), None)
+    kernel.qdiscs["eth0"][0].update({"bytes": 15140, "packets": 10, "drops": 3, "overlimits": 4, "requeues": 5,
+                                     "backlog": 1514, "qlen": 1})
+    counters = backend.stats().directions["to-server"].counters
+    assert (counters.passed, counters.dropped, counters.overlimits, counters.requeues, counters.backlog_bytes,
+            counters.queue_depth, counters.bytes_out) == (10, 3, 4, 5, 1514, 1, 15140)
+    # tc does not count these: None (never 0), and said so
+    for name in ("seen", "duplicated", "corrupted", "reordered", "delayed", "ecn_marked", "dropped_loss",
+                 "bytes_in", "errors"):
+        assert getattr(counters, name) is None, name
+    assert counters.measured == KernelBackend.MEASURED
+    wire = backend.stats().to_dict()["directions"]["to-server"]
+    assert wire["duplicated"] is None and "duplicated" in wire["not_measured"] and "passed" in wire["measured"]
+    # nothing applied: what tc could count is 0, the rest still None
+    idle = backend.stats().directions["to-client"].counters
+    assert idle.passed == 0 and idle.dropped == 0 and idle.duplicated is None
 
 
 def test_close_clears_both_directions(backend: KernelBackend, kernel: FakeKernel) -> None:

@@ -1,8 +1,9 @@
 """The kernel impairment backend: Linux ``tc netem`` on the router's two interfaces.
 
 Used where the kernel has ``sch_netem`` (stock Debian/Ubuntu, GitHub-hosted runners); where it
-has not, the router uses :mod:`netbed_router.backend_userspace`. Both have the same interface:
-``apply(direction, spec, match)``, ``clear(direction)``, ``stats()``, ``close()``.
+has not, the router uses :mod:`netbed_router.backend_userspace`. Both implement
+:class:`netbed_router.backend.Backend`: ``apply(direction, spec, match)``, ``clear(direction)``,
+``stats()``, ``close()``.
 :func:`probe_kernel_netem` tells which one can be used here.
 
 Directions: ``"to-server"`` is egress on the interface holding an address in the server subnet,
@@ -35,6 +36,10 @@ other netems in tree"), so the old root is deleted first.
 After each apply, ``tc -j qdisc show`` (and ``tc -j filter show``) are read back and compared
 with the request; a difference raises :class:`ReadbackMismatch`. Counters restart at each apply.
 
+Counters are what tc counts for the netem qdisc (``tc -s -j qdisc show``): packets and bytes sent,
+drops, overlimits, requeues and the backlog. netem does not count what it duplicated, corrupted,
+reordered, delayed or marked, so those ``DirectionStats`` counters are None (not measured).
+
 Standard library only (the router image has python3, iproute2, iptables and ethtool).
 """
 
@@ -43,12 +48,14 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
+from netbed_core.direction_stats import DirectionStats
 from netbed_core.directions import DIRECTIONS
 from netbed_core.netem import Netem, from_dict, to_tc_args
 
+from .backend import Applied, Backend, BackendStats, DirectionReport, Runner, run_command
 from .interfaces import InterfaceError, find_interfaces
 from .match import normalize_match
 from .tc_filters import NETEM_BAND, filter_commands, filter_specs
@@ -58,9 +65,11 @@ __all__ = [
     "DIRECTIONS",
     "KernelBackend",
     "KernelBackendError",
+    "MEASURED",
     "ReadbackMismatch",
     "Runner",
     "compare_netem_options",
+    "direction_stats",
     "expected_netem_options",
     "filter_commands",
     "probe_kernel_netem",
@@ -73,16 +82,11 @@ PLAIN_HANDLES = (0x10, 0x11)
 PRIO_HANDLES = (0x20, 0x21)
 NETEM_CHILD = {0x20: 0x30, 0x21: 0x31}
 PRISTINE_PRIOMAP = ["1"] * 16  # every priority to band 2 (minor 2), pristine
-TC_TIMEOUT_S = 15.0
 DUPLICATE_CONFLICT = "cannot mix duplicating netems"
 
-Runner = Callable[[Sequence[str]], "subprocess.CompletedProcess[str]"]
-"""Runs one command (an argument list, never a shell string) and returns its result."""
-
-
-def run_command(argv: Sequence[str]) -> subprocess.CompletedProcess[str]:
-    """The default :data:`Runner`: ``subprocess.run`` with captured text output, no check."""
-    return subprocess.run(list(argv), capture_output=True, text=True, timeout=TC_TIMEOUT_S, check=False)
+#: The counters tc keeps for a qdisc, as ``DirectionStats`` names; the others are None.
+MEASURED: frozenset[str] = frozenset({"passed", "dropped", "queue_depth", "backlog_bytes", "overlimits",
+                                      "requeues", "bytes_out"})
 
 
 class KernelBackendError(RuntimeError):
@@ -160,6 +164,16 @@ def _major(handle: str | None) -> int | None:
     return value or None
 
 
+def direction_stats(netem_q: Mapping[str, Any] | None, seed: int | None) -> DirectionStats:
+    """The netem qdisc's tc counters (``tc -s -j qdisc show``) as a ``DirectionStats``: what tc
+    counts, None for the rest. No netem qdisc (nothing applied): every measured counter is 0."""
+    c = _counters(netem_q) or {}
+    return DirectionStats.measuring(
+        MEASURED, passed=c.get("sent_packets"), dropped=c.get("drops"), queue_depth=c.get("backlog_packets"),
+        backlog_bytes=c.get("backlog_bytes"), overlimits=c.get("overlimits"), requeues=c.get("requeues"),
+        bytes_out=c.get("sent_bytes"), seed=seed)
+
+
 def _counters(q: Mapping[str, Any] | None) -> dict[str, Any] | None:
     if q is None:
         return None
@@ -178,12 +192,15 @@ def _counters(q: Mapping[str, Any] | None) -> dict[str, Any] | None:
 # the backend
 
 
-class KernelBackend:
+class KernelBackend(Backend):
     """Impairments per direction with the kernel's netem qdisc (see the module docstring).
 
     ``runner`` runs each command (argument list) and is there for tests; ``offloads_off``
     turns GRO/GSO/TSO off on both interfaces (ethtool -K) so netem sees wire-sized packets.
     """
+
+    name = "kernel"
+    MEASURED = MEASURED
 
     def __init__(
         self,
@@ -195,7 +212,7 @@ class KernelBackend:
         runner: Runner | None = None,
         offloads_off: bool = True,
     ) -> None:
-        self._run_cmd = runner or run_command
+        self._run_cmd: Runner = runner or run_command
         self.nets = {"client4": client_net4, "server4": server_net4, "client6": client_net6, "server6": server_net6}
         try:
             ifs = find_interfaces(self.nets, _loads(self._tc_out(["ip", "-j", "addr", "show"])))
@@ -236,14 +253,9 @@ class KernelBackend:
             return f"ethtool failed: {exc}"
         return "ok" if r.returncode == 0 else (" ".join(r.stderr.split()) or f"exit {r.returncode}")
 
-    @staticmethod
-    def _check_direction(direction: str) -> None:
-        if direction not in DIRECTIONS:
-            raise ValueError(f"direction: must be one of {', '.join(DIRECTIONS)}, got {direction!r}")
-
     def interface(self, direction: str) -> str:
         """The egress interface of ``direction``."""
-        self._check_direction(direction)
+        self.check_direction(direction)
         return self.server_if if direction == "to-server" else self.client_if
 
     def qdiscs(self, dev: str, *, stats: bool = False) -> list[dict[str, Any]]:
@@ -258,13 +270,14 @@ class KernelBackend:
 
     # -- apply / clear ----------------------------------------------------------------------------
 
-    def apply(self, direction: str, spec: Mapping[str, Any], match: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    def apply(self, direction: str, spec: Mapping[str, Any], match: Mapping[str, Any] | None = None) -> Applied:
         """Impair ``direction`` with ``spec`` (netem dict form), only for packets matching ``match``
         (None: all). Replaces whatever was there; counters restart. Raises ``NetemError``
         (a ValueError) for a bad spec, ``ValueError`` for a bad match or direction,
         :class:`KernelBackendError` when tc fails and :class:`ReadbackMismatch` when the kernel
-        does not show what was asked. Returns the interface, tc arguments and read-back."""
-        self._check_direction(direction)
+        does not show what was asked. ``Applied.details`` holds the interface, tc arguments, match
+        and read-back (the netem ``options`` tc shows)."""
+        self.check_direction(direction)
         if self._closed:
             raise KernelBackendError("backend is closed")
         netem = from_dict(dict(spec))
@@ -272,7 +285,8 @@ class KernelBackend:
         dev = self.interface(direction)
         if netem.is_pristine:
             self.clear(direction)
-            return {"interface": dev, "queued": False, "tc_args": [], "match": m, "readback": None}
+            return Applied(direction, queued=False, seed=netem.seed,
+                           details={"interface": dev, "tc_args": [], "match": m, "readback": None})
         args = to_tc_args(netem)
         current = _major((self._root(self.qdiscs(dev)) or {}).get("handle"))
         commands: list[list[str]]
@@ -312,7 +326,8 @@ class KernelBackend:
                 raise KernelBackendError(f"{exc} (netem's seed needs Linux and iproute2 6.3 or later)") from exc
             raise
         self._active[direction] = {"spec": netem.to_dict(), "match": m}
-        return {"interface": dev, "queued": True, "tc_args": args, "match": m, "readback": readback}
+        return Applied(direction, queued=True, seed=netem.seed,
+                       details={"interface": dev, "tc_args": args, "match": m, "readback": readback})
 
     def _verify(self, dev: str, netem: Netem, root: int, match: Mapping[str, Any] | None) -> dict[str, Any]:
         qdiscs = self.qdiscs(dev)
@@ -367,7 +382,7 @@ class KernelBackend:
     def clear(self, direction: str) -> None:
         """Remove the direction's impairment: its interface gets the kernel's default qdisc back.
         Idempotent."""
-        self._check_direction(direction)
+        self.check_direction(direction)
         dev = self.interface(direction)
         self._active.pop(direction, None)
         self._delete_root(dev)
@@ -377,37 +392,40 @@ class KernelBackend:
 
     # -- stats / close ----------------------------------------------------------------------------
 
-    def stats(self) -> dict[str, Any]:
-        """Per direction: the netem qdisc's counters (``tc -j -s qdisc show``) and the root's."""
-        out: dict[str, Any] = {
-            "backend": "kernel",
-            "interfaces": {"client": self.client_if, "server": self.server_if},
-            "offloads": dict(self.offloads),
-            "directions": {},
-        }
+    def stats(self) -> BackendStats:
+        """Per direction: the netem qdisc's counters (``tc -j -s qdisc show``) as ``DirectionStats``
+        (None for what tc does not count), and in the details the raw counters of netem and of
+        the root qdisc (a ``prio`` with a match)."""
+        directions: dict[str, DirectionReport] = {}
         for direction in DIRECTIONS:
             dev = self.interface(direction)
             qdiscs = self.qdiscs(dev, stats=True)
             root_q = self._root(qdiscs)
             netem_q = next((q for q in qdiscs if q.get("kind") == "netem"), None)
             active = self._active.get(direction)
-            counters = _counters(netem_q)
             root_counters = _counters(root_q)
             if root_q is not None and root_counters is not None:
                 root_counters["kind"] = root_q.get("kind")
-            out["directions"][direction] = {
-                "interface": dev,
-                "active": netem_q is not None,
-                "spec": active["spec"] if active else None,
-                "match": active["match"] if active else None,
-                "qdisc": None if netem_q is None else f"netem {netem_q.get('handle')} parent "
-                                                      f"{netem_q.get('parent', 'root')}",
-                "passed": counters["sent_packets"] if counters else 0,
-                "dropped": counters["drops"] if counters else 0,
-                "netem": counters,
-                "root": root_counters,
-            }
-        return out
+            seed = active["spec"].get("seed") if active else None
+            directions[direction] = DirectionReport(
+                active=netem_q is not None,
+                spec=active["spec"] if active else None,
+                match=active["match"] if active else None,
+                counters=direction_stats(netem_q, seed),
+                details={
+                    "interface": dev,
+                    "qdisc": None if netem_q is None else f"netem {netem_q.get('handle')} parent "
+                                                          f"{netem_q.get('parent', 'root')}",
+                    "netem": _counters(netem_q),
+                    "root": root_counters,
+                },
+            )
+        return BackendStats(
+            backend=self.name,
+            directions=directions,
+            details={"interfaces": {"client": self.client_if, "server": self.server_if},
+                     "offloads": dict(self.offloads)},
+        )
 
     def close(self) -> None:
         """Clear both directions. Idempotent."""
@@ -422,9 +440,3 @@ class KernelBackend:
                 errors.append(str(exc))
         if errors:
             raise KernelBackendError("; ".join(errors))
-
-    def __enter__(self) -> KernelBackend:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()

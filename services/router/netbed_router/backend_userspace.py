@@ -25,38 +25,47 @@ import argparse
 import json
 import logging
 import os
+import subprocess
 import sys
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from netbed_core.directions import DIRECTIONS
 
+from .backend import Applied, Backend, BackendStats, DirectionReport, Runner, run_command
+from .counters import MEASURED, EngineCounters
 from .engine import Engine, EngineConfig
-from .interfaces import find_interfaces, read_addresses
+from .interfaces import find_interfaces
 from .match import normalize_match
 from .nfqueue import (
     read_kernel_stats,
 )
 from .rules import CHAIN, Rules, disable_offloads, rule_args
-from .stats import DirectionStats
 from .worker import QueueWorker
 
 log = logging.getLogger("netbed.router.userspace")
 
 QUEUE_NUMS = {"to-server": 0, "to-client": 1}
 
+WorkerFactory = Callable[[int, str], QueueWorker]
+"""Makes the worker of one queue: (queue number, direction) -> a running ``QueueWorker``."""
+
 
 # --------------------------------------------------------------------------------------
 # The backend
 # --------------------------------------------------------------------------------------
-class UserspaceBackend:
-    """Impairments per direction on a router without sch_netem.
+class UserspaceBackend(Backend):
+    """Impairments per direction on a router without sch_netem (the contract: ``backend.Backend``).
 
-    ``apply(direction, spec, match)`` / ``clear(direction)`` / ``stats()`` / ``close()``;
-    direction is ``"to-server"`` (client -> server) or ``"to-client"``.
+    Measures every ``DirectionStats`` counter but the qdisc's own (backlog_bytes, overlimits,
+    requeues). ``runner`` runs ip, iptables and ethtool (an argument list each), and
+    ``worker_factory`` makes the NFQUEUE workers: both are there for tests.
     """
+
+    name = "userspace"
+    MEASURED = MEASURED
 
     def __init__(
         self,
@@ -69,6 +78,8 @@ class UserspaceBackend:
         iptables: str = "iptables",
         ip6tables: str = "ip6tables",
         offloads_off: bool = True,
+        runner: Runner = run_command,
+        worker_factory: WorkerFactory = QueueWorker,
     ) -> None:
         """Find the client- and server-side interfaces by subnet (IPv4, else IPv6) and
         turn their offloads off.  Nothing is queued until ``apply``."""
@@ -78,29 +89,25 @@ class UserspaceBackend:
             "client6": client_net6,
             "server6": server_net6,
         }
-        found = find_interfaces(self.nets, read_addresses())
+        found = find_interfaces(self.nets, _addresses(runner))
         self.client_if, self.server_if = found["client"], found["server"]
         self.offloads: dict[str, str] = {}
         if offloads_off:
             for ifname in (self.client_if, self.server_if):
-                self.offloads[ifname] = disable_offloads(ifname)
-        self.rules = Rules(chain, iptables, ip6tables)
+                self.offloads[ifname] = disable_offloads(ifname, runner)
+        self.rules = Rules(chain, iptables, ip6tables, runner)
+        self._new_worker = worker_factory
         self._workers: dict[str, QueueWorker] = {}
         self._active: dict[str, dict[str, Any]] = {}
         self._lock = threading.Lock()
         self._closed = False
-
-    @staticmethod
-    def _check_direction(direction: str) -> None:
-        if direction not in DIRECTIONS:
-            raise ValueError(f"direction: must be one of {', '.join(DIRECTIONS)}, got {direction!r}")
 
     def _worker(self, direction: str) -> QueueWorker:
         w = self._workers.get(direction)
         if w is None or not w.alive:
             if w is not None:
                 w.stop()
-            w = QueueWorker(QUEUE_NUMS[direction], direction)
+            w = self._new_worker(QUEUE_NUMS[direction], direction)
             self._workers[direction] = w
         return w
 
@@ -123,11 +130,11 @@ class UserspaceBackend:
 
     def apply(
         self, direction: str, spec: Mapping[str, Any], match: Mapping[str, Any] | None = None
-    ) -> dict[str, Any]:
+    ) -> Applied:
         """Impair ``direction`` per ``spec`` (the impairment dict), for packets matching
         ``match`` only (None: all).  Takes effect for the next packet the engine reads.
-        Counters restart from zero.  Returns ``{"seed": ...}`` (the seed in use)."""
-        self._check_direction(direction)
+        Counters restart from zero.  ``Applied.seed`` is the seed in use."""
+        self.check_direction(direction)
         config = EngineConfig.from_dict(spec)
         m = normalize_match(match)
         with self._lock:
@@ -135,9 +142,9 @@ class UserspaceBackend:
                 raise RuntimeError("backend is closed")
             if config.is_noop:
                 self._clear_locked(direction)
-                return {"seed": config.seed, "queued": False}
+                return Applied(direction, queued=False, seed=config.seed)
             w = self._worker(direction)
-            engine = Engine(config, w.held, DirectionStats())
+            engine = Engine(config, w.held, EngineCounters())
             w.set_engine(engine)  # before the rules, so no packet meets the old engine
             self._active[direction] = {"spec": dict(spec), "match": m}
             try:
@@ -145,11 +152,11 @@ class UserspaceBackend:
             except Exception:
                 self._active.pop(direction, None)
                 raise
-            return {"seed": engine.seed, "queued": True}
+            return Applied(direction, queued=True, seed=engine.seed, details={"queue_num": QUEUE_NUMS[direction]})
 
     def clear(self, direction: str) -> None:
         """Remove the impairment: the rule goes first, then held packets are released."""
-        self._check_direction(direction)
+        self.check_direction(direction)
         with self._lock:
             self._clear_locked(direction)
 
@@ -166,36 +173,37 @@ class UserspaceBackend:
             if w.held.heap and w.alive:
                 w.flush()
 
-    def stats(self) -> dict[str, Any]:
-        """Counters per direction (see stats.DirectionStats) plus state and kernel counters."""
+    def stats(self) -> BackendStats:
+        """Per direction: setting, engine counters, queue and worker state, and the kernel's
+        counters of the queue (/proc/net/netfilter/nfnetlink_queue)."""
         kernel = read_kernel_stats()
-        out: dict[str, Any] = {
-            "backend": "userspace",
-            "fail_mode": "closed",
-            "interfaces": {"client": self.client_if, "server": self.server_if},
-            "offloads": dict(self.offloads),
-            "ipv6_rules_error": self.rules.v6_error,
-            "directions": {},
-        }
+        directions: dict[str, DirectionReport] = {}
         for direction in DIRECTIONS:
             w = self._workers.get(direction)
             active = self._active.get(direction)
-            d: dict[str, Any] = {
-                "active": active is not None,
-                "spec": active["spec"] if active else None,
-                "match": active["match"] if active else None,
-                "queue_num": QUEUE_NUMS[direction],
-                "worker_alive": bool(w and w.alive),
-                "worker_fatal": w.fatal if w else None,
-            }
-            if w is not None:
-                d.update(w.engine.stats.snapshot())
-                d["kernel"] = kernel.get(QUEUE_NUMS[direction])
-            else:
-                d.update(DirectionStats().snapshot())
-                d["kernel"] = None
-            out["directions"][direction] = d
-        return out
+            counters = (w.engine.stats if w is not None else EngineCounters()).direction_stats()
+            directions[direction] = DirectionReport(
+                active=active is not None,
+                spec=active["spec"] if active else None,
+                match=active["match"] if active else None,
+                counters=counters,
+                details={
+                    "queue_num": QUEUE_NUMS[direction],
+                    "worker_alive": bool(w and w.alive),
+                    "worker_fatal": w.fatal if w else None,
+                    "kernel": kernel.get(QUEUE_NUMS[direction]) if w is not None else None,
+                },
+            )
+        return BackendStats(
+            backend=self.name,
+            directions=directions,
+            details={
+                "fail_mode": "closed",
+                "interfaces": {"client": self.client_if, "server": self.server_if},
+                "offloads": dict(self.offloads),
+                "ipv6_rules_error": self.rules.v6_error,
+            },
+        )
 
     def close(self) -> None:
         """Remove all rules, release held packets, stop the workers.  Idempotent."""
@@ -215,11 +223,18 @@ class UserspaceBackend:
                         w.stop()
                 self._workers.clear()
 
-    def __enter__(self) -> UserspaceBackend:
-        return self
 
-    def __exit__(self, *exc: object) -> None:
-        self.close()
+def _addresses(runner: Runner) -> list[dict[str, Any]]:
+    """``ip -j addr show``, parsed (through ``runner``)."""
+    argv = ["ip", "-j", "addr", "show"]
+    try:
+        r = runner(argv)
+    except subprocess.TimeoutExpired as exc:
+        raise RuntimeError(f"{' '.join(argv)}: no answer in {exc.timeout} s") from exc
+    if r.returncode != 0:
+        raise RuntimeError(f"{' '.join(argv)} failed (exit {r.returncode}): {' '.join(r.stderr.split())}")
+    addresses: list[dict[str, Any]] = json.loads(r.stdout or "[]")
+    return addresses
 
 
 # --------------------------------------------------------------------------------------

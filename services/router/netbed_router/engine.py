@@ -51,10 +51,10 @@ from typing import Any
 
 from netbed_core.verdicts import NF_ACCEPT, NF_DROP
 
+from .counters import EngineCounters
 from .engine_config import EngineConfig
 from .packets import ecn_set_ce, ip_header_len
 from .randomness import CRandom, tabledist
-from .stats import DirectionStats
 
 __all__ = ["L2_HEADER_BYTES", "Engine", "EngineConfig", "HeldQueue"]
 
@@ -104,13 +104,13 @@ class Engine:
     """netem's decisions for one direction.  Single-threaded; see module docstring."""
 
     def __init__(
-        self, config: EngineConfig, held: HeldQueue | None = None, stats: DirectionStats | None = None
+        self, config: EngineConfig, held: HeldQueue | None = None, stats: EngineCounters | None = None
     ) -> None:
         self.config = c = config
         self.seed: int = c.seed if c.seed is not None else int.from_bytes(os.urandom(8), "big")
         self.rng = rng = random.Random(self.seed)
         self.held = held if held is not None else HeldQueue()
-        self.stats = stats if stats is not None else DirectionStats()
+        self.stats = stats if stats is not None else EngineCounters()
         self.stats.seed = self.seed
         self.noop = c.is_noop
         self.out: list[tuple[int, int, bytes | bytearray | None]] = []

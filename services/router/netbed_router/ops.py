@@ -15,7 +15,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
-from typing import Any, Protocol
+from typing import Any
 
 from netbed_agent.args import Args
 from netbed_agent.errors import RequestError
@@ -25,16 +25,10 @@ from netbed_core.directions import DIRECTIONS, expand
 from netbed_core.netem import NetemError, from_dict, lint, parse
 from netbed_core.netem.render import describe
 
+from .backend import Backend
 from .match import parse_match
 
 log = logging.getLogger("netbed_agent")
-
-
-class Backend(Protocol):
-    def apply(self, direction: str, spec: dict[str, Any], match: dict[str, Any] | None) -> Any: ...
-    def clear(self, direction: str) -> Any: ...
-    def stats(self) -> dict[str, Any]: ...
-    def close(self) -> None: ...
 
 
 class RouterState:
@@ -168,13 +162,19 @@ def op_reset(args: Args) -> dict[str, Any]:
 
 
 def op_impair_status(args: Args) -> dict[str, Any]:
-    """Backend, the reason it was chosen, and per direction: setting and counters."""
+    """Backend, the reason it was chosen, and per direction: setting and counters.
+
+    ``directions[d]["stats"]`` is the backend's ``DirectionReport.to_dict()``: the counters of
+    ``netbed_core.direction_stats.DirectionStats`` (null where this backend cannot measure one,
+    listed in ``not_measured``) and the backend's own details."""
     args.finish()
-    stats = _backend().stats()
+    backend = _backend()
+    stats = backend.stats().to_dict()
     per_direction = stats.get("directions", {})
     return {
         "backend": STATE.backend_name,
         "reason": STATE.reason,
+        "measured": sorted(backend.MEASURED),
         "directions": {d: {"impairment": STATE.current[d], "stats": per_direction.get(d, {})} for d in DIRECTIONS},
         "engine": {k: v for k, v in stats.items() if k != "directions"},
     }

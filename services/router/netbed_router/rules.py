@@ -1,14 +1,17 @@
 """The iptables/ip6tables rules that send forwarded packets to the engine's queues,
-and the interface settings the engine needs (offloads off)."""
+and the interface settings the engine needs (offloads off).
+
+Every command goes through a ``Runner`` (``backend.Runner``), so the exact commands can be
+checked in unit tests without root."""
 
 from __future__ import annotations
 
 import logging
-import shutil
 import subprocess
 from collections.abc import Mapping
 from typing import Any
 
+from .backend import Runner, run_command
 from .match import PROTOCOLS
 
 log = logging.getLogger("netbed.router.userspace")
@@ -17,18 +20,24 @@ log = logging.getLogger("netbed.router.userspace")
 CHAIN = "NETBED"
 
 
-def disable_offloads(ifname: str) -> str:
+def offloads_command(ifname: str) -> list[str]:
+    """The command that turns GRO, GSO and TSO off on ``ifname``."""
+    return ["ethtool", "-K", ifname, "gro", "off", "gso", "off", "tso", "off"]
+
+
+def disable_offloads(ifname: str, runner: Runner = run_command) -> str:
     """``ethtool -K IF gro off gso off tso off`` so impairments act per wire packet.
 
-    Returns "ok" or why it did not work (missing ethtool, unsupported feature...).
+    Returns "ok" or why it did not work (missing ethtool, unsupported feature...): a router
+    whose offloads stay on still impairs, on coalesced packets, so this is not fatal.
     """
-    ethtool = shutil.which("ethtool")
-    if ethtool is None:
+    try:
+        r = runner(offloads_command(ifname))
+    except FileNotFoundError:
         return "ethtool not installed"
-    r = subprocess.run(
-        [ethtool, "-K", ifname, "gro", "off", "gso", "off", "tso", "off"], capture_output=True, text=True
-    )
-    return "ok" if r.returncode == 0 else (r.stderr.strip() or f"exit {r.returncode}")
+    except (OSError, subprocess.SubprocessError) as exc:
+        return f"ethtool failed: {exc}"
+    return "ok" if r.returncode == 0 else (" ".join(r.stderr.split()) or f"exit {r.returncode}")
 
 
 def rule_args(
@@ -59,8 +68,12 @@ def rule_args(
 class Rules:
     """The NETBED chain in the filter table, for IPv4 and IPv6, rewritten atomically."""
 
-    def __init__(self, chain: str = CHAIN, iptables: str = "iptables", ip6tables: str = "ip6tables") -> None:
+    def __init__(
+        self, chain: str = CHAIN, iptables: str = "iptables", ip6tables: str = "ip6tables",
+        runner: Runner = run_command,
+    ) -> None:
         self.chain = chain
+        self._runner = runner
         self.tools = {4: iptables, 6: ip6tables}
         self.installed: dict[int, list[list[str]]] = {4: [], 6: []}
         self.jump = {4: False, 6: False}
@@ -71,7 +84,10 @@ class Rules:
     ) -> subprocess.CompletedProcess[str]:
         tool = self.tools[family]
         cmd = [tool + "-restore", "--noflush", "-w"] if stdin is not None else [tool, "-w", *args]
-        r = subprocess.run(cmd, input=stdin, capture_output=True, text=True)
+        try:
+            r = self._runner(cmd, input=stdin)
+        except subprocess.TimeoutExpired as exc:
+            raise RuntimeError(f"{' '.join(cmd)}: no answer in {exc.timeout} s") from exc
         if check and r.returncode != 0:
             raise RuntimeError(f"{' '.join(cmd)}: {r.stderr.strip() or r.returncode}")
         return r

@@ -13,9 +13,9 @@ import time
 
 from netbed_core.verdicts import NF_ACCEPT
 
+from .counters import EngineCounters
 from .engine import Engine, EngineConfig, HeldQueue
 from .nfqueue import MAX_COPY_RANGE, NFQNL_MSG_PACKET, NLMSG_ERROR, NfQueue, parse_packet
-from .stats import DirectionStats
 
 log = logging.getLogger("netbed.router.userspace")
 
@@ -52,7 +52,7 @@ class QueueWorker:
             queue_num, copy_range=MAX_COPY_RANGE, max_len=KERNEL_QUEUE_MAXLEN, recv_timeout_s=IDLE_WAKE_S
         )
         self.held = HeldQueue()
-        self.engine = Engine(EngineConfig(seed=0), self.held, DirectionStats())
+        self.engine = Engine(EngineConfig(seed=0), self.held, EngineCounters())
         self.batch_verdicts = batch_verdicts
         self._raw4: socket.socket | None = None
         self._raw6: socket.socket | None = None

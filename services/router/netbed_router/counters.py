@@ -1,4 +1,7 @@
-"""Per-direction counters of the userspace impairment engine.
+"""The userspace engine's hot-path counters, one ``EngineCounters`` per direction.
+
+These are what the engine increments per packet (plain ints in slots, no locks); what the
+router reports is :meth:`EngineCounters.direction_stats`, a ``netbed_core`` ``DirectionStats``.
 
 Counters are plain ints updated by the one thread that runs a direction's queue and read
 (without a lock) by whoever asks for ``snapshot()``: under the GIL each read is atomic, so
@@ -9,10 +12,13 @@ from __future__ import annotations
 
 from typing import Any
 
-DROP_CAUSES = ("loss", "limit", "partition", "error")
+from netbed_core.direction_stats import COUNTERS, DirectionStats
+
+#: The counters the userspace engine measures: every one except a qdisc's (it has none).
+MEASURED: frozenset[str] = frozenset(COUNTERS) - {"backlog_bytes", "overlimits", "requeues"}
 
 
-class DirectionStats:
+class EngineCounters:
     """Counters for one direction (one NFQUEUE queue).
 
     Units: packets unless the name ends in ``_bytes``; bytes are IP packet lengths
@@ -69,6 +75,12 @@ class DirectionStats:
     @property
     def dropped(self) -> int:
         return self.dropped_loss + self.dropped_limit + self.dropped_partition + self.dropped_error
+
+    def direction_stats(self) -> DirectionStats:
+        """A typed copy (the qdisc-only counters are None: not measured by this backend)."""
+        counts = {name: getattr(self, name) for name in MEASURED if name != "dropped"}
+        return DirectionStats.measuring(MEASURED, dropped=self.dropped, seed=self.seed, last_error=self.last_error,
+                                        **counts)
 
     def snapshot(self) -> dict[str, Any]:
         """A JSON-able copy: totals plus ``dropped_by_cause``."""
