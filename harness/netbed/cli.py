@@ -15,12 +15,12 @@ from types import FrameType
 from typing import Any
 
 from netbed_core.directions import BOTH, DIRECTIONS
-from netbed_core.netem import NetemError, parse
+from netbed_core.netem import NetemError
 from netbed_core.netem.render import describe
 
 from . import docker_api, reaper
 from .errors import NetbedError
-from .profiles import load_profiles, profile
+from .profiles import load_profiles, resolve
 from .testbed import Testbed
 
 #: The router counters `netbed status` prints per direction (when the backend measures them).
@@ -94,16 +94,14 @@ def cmd_status(opts: argparse.Namespace) -> int:
 def cmd_impair(opts: argparse.Namespace) -> int:
     # The Makefile passes ARGS as one quoted word after "--"; split it here, never in a shell.
     words = " ".join(w for w in opts.netem if w != "--").split()
-    if opts.profile and words:
-        raise NetbedError("give either --profile NAME or netem arguments, not both")
     if not opts.profile and not words:
         # An empty impairment would silently mean "pristine": say what to use instead.
         print("netbed: impair needs netem arguments (e.g. `netbed impair delay 100ms loss 1%`) or --profile NAME; "
               "to remove every impairment use `netbed clear`", file=sys.stderr)
         return 2
-    text = profile(opts.profile) if opts.profile else " ".join(words)
     try:
-        netem = parse(text)
+        # With --profile, the arguments override the profile's settings (`--profile wan seed 7`).
+        netem = resolve(" ".join(words), opts.profile)
     except NetemError as exc:
         print(f"netbed: {exc}", file=sys.stderr)
         return 2
@@ -169,7 +167,8 @@ def build_parser() -> argparse.ArgumentParser:
                             description="NETEM is tc-netem's own syntax, e.g. `delay 100ms 10ms loss 1%%`.")
     impair.add_argument("--direction", choices=[BOTH, *DIRECTIONS], default="both")
     impair.add_argument("--match", metavar="PROTO[:PORT]", help="only these packets, e.g. udp:5000 or icmp")
-    impair.add_argument("--profile", help="a named profile (see `netbed profiles`)")
+    impair.add_argument("--profile", help="a named profile (see `netbed profiles`); netem arguments given too "
+                        "override its settings, e.g. `--profile wan seed 7`")
     impair.add_argument("netem", nargs=argparse.REMAINDER, help="netem arguments")
     impair.set_defaults(func=cmd_impair)
     clear = sub.add_parser("clear", help="back to pristine forwarding")

@@ -30,9 +30,11 @@ from typing import Any
 
 import pytest
 
+from netbed_core.netem import Netem
+
 from . import owner, pytest_compose_fixtures, reaper
 from .host import Host, Router
-from .profiles import profile
+from .profiles import resolve
 from .testbed import Testbed
 from .topology import DEFAULT_INSTANCE
 
@@ -122,7 +124,8 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
         "markers",
         "netem(netem='', *, profile=None, direction='both', match=None): impair the router for this test "
-        "(tc netem syntax, or a named profile); the router is reset afterwards",
+        "(tc netem syntax, a named profile, or a profile that the text overrides, e.g. a seed); "
+        "the router is reset afterwards",
     )
 
 
@@ -133,14 +136,15 @@ def pytest_unconfigure(config: pytest.Config) -> None:
         _previous_sigterm = None
 
 
-def _marker_netem(request: pytest.FixtureRequest) -> tuple[str, str, str | None] | None:
+def _marker_netem(request: pytest.FixtureRequest) -> tuple[Netem, str, str | None] | None:
+    """The marker's impairment: its text, its profile, or the profile overridden by the text
+    (`@pytest.mark.netem("seed 7", profile="wan")` is wan, seeded)."""
     marker = request.node.get_closest_marker("netem")
     if marker is None:
         return None
     text = marker.args[0] if marker.args else marker.kwargs.get("netem", "")
-    if marker.kwargs.get("profile"):
-        text = profile(marker.kwargs["profile"])
-    return text, marker.kwargs.get("direction", "both"), marker.kwargs.get("match")
+    netem = resolve(text, marker.kwargs.get("profile"))
+    return netem, marker.kwargs.get("direction", "both"), marker.kwargs.get("match")
 
 
 @pytest.fixture

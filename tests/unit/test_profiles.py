@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import pytest
 
 from netbed.errors import NetbedError
-from netbed.profiles import load_profiles, profile
-from netbed_core.netem import parse
+from netbed.profiles import load_profiles, profile, resolve
+from netbed_core.netem import NetemError, parse
 
 REQUIRED = {"lan", "wan", "lossy-wifi", "3g", "satellite", "congested", "flaky", "partition"}
 
@@ -42,3 +43,26 @@ def test_user_profiles_override_and_are_validated(tmp_path: Path, monkeypatch: p
     monkeypatch.setenv("NETBED_PROFILES", str(bad))
     with pytest.raises(NetbedError, match=r"profile 'broken'.*10xs"):
         load_profiles()
+
+
+def test_profile_plus_seed_is_the_profile_seeded() -> None:
+    """Issue #12 finding 10: `netem("seed 7", profile="wan")` dropped the text; a profile could not be seeded."""
+    combined = resolve("seed 7", "wan")
+    assert combined == dataclasses.replace(parse(profile("wan")), seed=7)
+
+
+def test_text_overrides_a_profile_section_whole() -> None:
+    combined = resolve("loss 2%", "wan")
+    wan = parse(profile("wan"))
+    assert combined.delay == wan.delay
+    assert combined.loss == parse("loss 2%").loss
+
+
+def test_combination_is_validated_as_a_whole() -> None:
+    with pytest.raises(NetemError, match="partition"):
+        resolve("partition", "wan")
+
+
+def test_text_alone_and_profile_alone() -> None:
+    assert resolve("delay 10ms") == parse("delay 10ms")
+    assert resolve("", "wan") == parse(profile("wan"))
