@@ -17,7 +17,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 SOURCES = [ROOT / "harness", ROOT / "services" / "agent", ROOT / "services" / "router"]
-OURS = {"netbed_core", "netbed_agent", "netbed_router"}
+OURS = {"netbed_core", "netbed_agent", "netbed_router", "netbed_testkit"}
 
 PROBE = """
 import importlib, json, pkgutil, sys
