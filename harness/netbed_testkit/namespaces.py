@@ -36,14 +36,10 @@ def run(*argv: str, check: bool = True) -> subprocess.CompletedProcess[str]:
     return proc
 
 
-def _setns(path: str) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        if _libc.setns(fd, CLONE_NEWNET) != 0:
-            err = ctypes.get_errno()
-            raise OSError(err, f"setns({path}): {os.strerror(err)}")
-    finally:
-        os.close(fd)
+def _setns(fd: int, what: str) -> None:
+    if _libc.setns(fd, CLONE_NEWNET) != 0:
+        err = ctypes.get_errno()
+        raise OSError(err, f"setns({what}): {os.strerror(err)}")
 
 
 @contextmanager
@@ -52,13 +48,15 @@ def inside(name: str) -> Iterator[None]:
     # thread-self, not self: another thread of this process may be elsewhere.
     home = os.open("/proc/thread-self/ns/net", os.O_RDONLY)
     try:
-        _setns(f"/run/netns/{name}")
+        target = os.open(f"/run/netns/{name}", os.O_RDONLY)
+        try:
+            _setns(target, name)
+        finally:
+            os.close(target)
         try:
             yield
         finally:
-            if _libc.setns(home, CLONE_NEWNET) != 0:
-                err = ctypes.get_errno()
-                raise OSError(err, f"setns back from {name}: {os.strerror(err)}")
+            _setns(home, f"back from {name}")
     finally:
         os.close(home)
 
