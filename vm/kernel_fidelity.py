@@ -5,8 +5,8 @@ Runs as root in the VM that vm/run.sh boots (Debian's kernel, sch_netem and sctp
 Builds the three network namespaces of netbed_testkit.topology, addressed like the Docker
 testbed (netbed_core.subnets)::
 
-    vmc (client)  cr ==== rb  vmr (router)  ra ==== sr  vms (server)
-    10.77.0.10                .2 | .2                   10.77.1.10
+    c (client)  cr ==== rb  r (router)  ra ==== sr  s (server)
+    10.77.0.10              .2 | .2             10.77.1.10
 
 The backend runs in this process with its commands inside the router namespace (``setns``
 around each call); sockets are opened in the client and server namespaces.  One-way delays
@@ -37,7 +37,7 @@ from netbed_testkit.namespaces import inside, run, write_sysctl
 from netbed_testkit.topology import Topology, create
 from netbed_testkit.traffic import EchoFlow, Flow, UdpFlow
 
-TOPO = Topology("vm")
+TOPO = Topology("")  # alone in the VM: namespaces c, r and s, as docs/kernel-backend.md shows
 C, R, S = TOPO.namespaces
 C4, S4, C6, S6 = subnets.CLIENT4, subnets.SERVER4, subnets.CLIENT6, subnets.SERVER6
 NETS = (subnets.CLIENT_NET4, subnets.SERVER_NET4, subnets.CLIENT_NET6, subnets.SERVER_NET6)
