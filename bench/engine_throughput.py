@@ -1,9 +1,10 @@
 #!/usr/bin/env python3
 """Throughput and latency of the userspace impairment engine, in network namespaces.
 
-    sudo python3 bench/engine_throughput.py [--seconds 3] [--modes plain,passthrough,zero-delay]
+    sudo .venv/bin/python bench/engine_throughput.py [--seconds 3] [--modes plain,passthrough,zero-delay]
 
-Builds three namespaces (client, router, server; veth pairs; the router forwards), then for
+Builds the three namespaces of netbed_testkit.topology (client, router, server; veth pairs;
+the router forwards), then for
 each mode measures, client -> server:
 
 * TCP throughput: one Python sender/receiver pair (separate processes, 256 KiB writes);
@@ -32,61 +33,23 @@ import subprocess
 import sys
 import textwrap
 import time
-from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parents[1]
-ROUTER_SRC = ROOT / "services" / "router"
-TAG = f"nbb{os.getpid() % 100000}"
-NS_C, NS_R, NS_S = f"{TAG}c", f"{TAG}r", f"{TAG}s"
-S_ADDR = "10.98.1.2"
+from netbed_testkit.namespaces import run
+from netbed_testkit.topology import Topology, create, delete
+
+TOPO = Topology.for_process("nbb")
+NS_C, NS_R, NS_S = TOPO.namespaces
+S_ADDR = TOPO.server_end.ipv4
 
 
-def sh(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(list(args), check=check, capture_output=True, text=True)
-
-
-def topo_up() -> None:
-    for ns in (NS_C, NS_R, NS_S):
-        sh("ip", "netns", "add", ns)
-        sh("ip", "-n", ns, "link", "set", "lo", "up")
-    sh("ip", "-n", NS_C, "link", "add", "c0", "type", "veth", "peer", "name", "r0", "netns", NS_R)
-    sh("ip", "-n", NS_R, "link", "add", "r1", "type", "veth", "peer", "name", "s0", "netns", NS_S)
-    for ns, dev, a4 in (
-        (NS_C, "c0", "10.98.0.2/24"),
-        (NS_R, "r0", "10.98.0.1/24"),
-        (NS_R, "r1", "10.98.1.1/24"),
-        (NS_S, "s0", "10.98.1.2/24"),
-    ):
-        sh("ip", "-n", ns, "addr", "add", a4, "dev", dev)
-        sh("ip", "-n", ns, "link", "set", dev, "up")
-    sh("ip", "-n", NS_C, "route", "add", "default", "via", "10.98.0.1")
-    sh("ip", "-n", NS_S, "route", "add", "default", "via", "10.98.1.1")
-    sh("ip", "netns", "exec", NS_R, "sysctl", "-qw", "net.ipv4.ip_forward=1")
-    if shutil.which("ethtool"):
-        # Per-wire-packet impairment needs offloads off (the backend does this too).
-        for ns, dev in ((NS_C, "c0"), (NS_R, "r0"), (NS_R, "r1"), (NS_S, "s0")):
-            sh(
-                "ip",
-                "netns",
-                "exec",
-                ns,
-                "ethtool",
-                "-K",
-                dev,
-                "gro",
-                "off",
-                "gso",
-                "off",
-                "tso",
-                "off",
-                check=False,
-            )
-
-
-def topo_down() -> None:
-    for ns in (NS_S, NS_R, NS_C):
-        sh("ip", "netns", "del", ns, check=False)
+def offloads_off() -> None:
+    """Per-wire-packet impairment needs offloads off (the backend does this too on its
+    interfaces; here all four ends, so that plain forwarding is measured the same way)."""
+    for pair in TOPO.links:
+        for end in pair:
+            run("ip", "netns", "exec", end.namespace, "ethtool", "-K", end.ifname, "gro", "off", "gso", "off",
+                "tso", "off", check=False)
 
 
 # The router side: rules + one QueueWorker per direction, in its own process in NS_R.
@@ -97,13 +60,15 @@ ROUTER_CODE = textwrap.dedent("""
     from netbed_router.engine import Engine, EngineConfig
     from netbed_router.counters import EngineCounters
     spec = json.loads(sys.argv[1])
+    client_if, server_if = sys.argv[2], sys.argv[3]
     workers = {}
     for name, q in (("to-server", 0), ("to-client", 1)):
         w = QueueWorker(q, name)
         w.set_engine(Engine(EngineConfig.from_dict(spec), w.held, EngineCounters()))
         workers[name] = w
     rules = Rules(chain="NBBENCH")
-    rules.set({4: [rule_args("r0", "r1", None, 0, 4), rule_args("r1", "r0", None, 1, 4)], 6: []})
+    rules.set({4: [rule_args(client_if, server_if, None, 0, 4), rule_args(server_if, client_if, None, 1, 4)],
+               6: []})
     print("ready", flush=True)
     sys.stdin.read()
     rules.remove_all()
@@ -168,7 +133,8 @@ UDP_TX = textwrap.dedent("""
 
 LAT_RX = textwrap.dedent("""
     import socket, struct, sys, time
-    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.setsockopt(socket.SOL_SOCKET, 35, 1)
+    from netbed_testkit.traffic import SO_TIMESTAMPNS, kernel_timestamp_ns
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
     s.bind(("0.0.0.0", 47102)); s.settimeout(1.0); print("ready", flush=True)
     out = []
     while True:
@@ -177,8 +143,7 @@ LAT_RX = textwrap.dedent("""
         except TimeoutError:
             if out: break
             continue
-        sec, nsec = struct.unpack("@qq", anc[0][2][:16])
-        out.append((sec * 10**9 + nsec - struct.unpack_from("!Q", data)[0]) / 1e3)
+        out.append((kernel_timestamp_ns(anc) - struct.unpack_from("!Q", data)[0]) / 1e3)
     print(" ".join(f"{x:.1f}" for x in out), flush=True)
 """)
 
@@ -193,14 +158,13 @@ LAT_TX = textwrap.dedent("""
 
 
 def py_in(ns: str, code: str, *args: str) -> subprocess.Popen[str]:
-    env = dict(os.environ, PYTHONPATH=str(ROUTER_SRC))
+    """``code`` run by this interpreter (its installed netbed packages) inside ``ns``."""
     return subprocess.Popen(
         ["ip", "netns", "exec", ns, sys.executable, "-c", code, *args],
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
-        env=env,
     )
 
 
@@ -237,7 +201,7 @@ def iperf3_gbps(seconds: float) -> float | None:
     )
     time.sleep(0.3)
     try:
-        r = sh(
+        r = run(
             "ip",
             "netns",
             "exec",
@@ -308,12 +272,15 @@ def main() -> int:
         print("note: ethtool not installed; veth offloads left at their defaults (TSO/GSO on)")
     results: dict[str, dict[str, Any]] = {}
     try:
-        topo_up()
+        create(TOPO)
+        if shutil.which("ethtool"):
+            offloads_off()
         for mode in a.modes.split(","):
             spec = MODES[mode]
             router = None
             if spec is not None:
-                router = py_in(NS_R, ROUTER_CODE, json.dumps(spec))
+                router = py_in(NS_R, ROUTER_CODE, json.dumps(spec), TOPO.router_client_end.ifname,
+                               TOPO.router_server_end.ifname)
                 wait_ready(router)
             try:
                 r: dict[str, Any] = {"tcp_gbps": tcp_gbps(a.seconds), "iperf3_gbps": iperf3_gbps(a.seconds)}
@@ -328,7 +295,7 @@ def main() -> int:
             results[mode] = r
             print(f"{mode}: done", flush=True)
     finally:
-        topo_down()
+        delete(TOPO)
     base = results.get("plain")
     print()
     print(

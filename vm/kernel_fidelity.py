@@ -2,275 +2,81 @@
 """Fidelity checks of the kernel netem backend, with real traffic, inside the test VM.
 
 Runs as root in the VM that vm/run.sh boots (Debian's kernel, sch_netem and sctp loaded).
-Builds three network namespaces like the Docker testbed::
+Builds the three network namespaces of netbed_testkit.topology, addressed like the Docker
+testbed (netbed_core.subnets)::
 
     c (client)  cr ==== rb  r (router)  ra ==== sr  s (server)
     10.77.0.10              .2 | .2             10.77.1.10
-    fd00:77::10                                 fd00:77:0:1::10
 
-(the router's interfaces are named so that no name hints at a side: the backend must find
-them by subnet). Neighbours are static, so the only packets on the wire are the tests' own.
-The backend runs in this process with its commands inside netns r (``setns`` around each call);
-sockets are opened in c and s. One-way delays are kernel receive timestamps (SO_TIMESTAMPNS)
-minus send times, on the one clock the namespaces share.
+The backend runs in this process with its commands inside the router namespace (``setns``
+around each call); sockets are opened in the client and server namespaces.  One-way delays
+are kernel receive timestamps (SO_TIMESTAMPNS) minus send times, on the one clock the
+namespaces share (netbed_testkit.traffic).
 
 The VM is software-emulated (TCG), so the sample sizes are small but chosen to keep the checks
-meaningful: loss is tested with 3000 packets against a 99% binomial acceptance interval.
+meaningful: loss is tested with 3000 packets against a 99% Wilson interval (netbed_testkit.binomial).
 Prints one line per check and a pytest-like ``N passed, N failed in Xs``; exits 1 on failure.
 """
 
 from __future__ import annotations
 
 import argparse
-import ctypes
 import json
-import math
-import os
-import select
 import socket
-import statistics
-import struct
-import subprocess
 import sys
 import time
 import traceback
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass, field
+from collections.abc import Callable
 from typing import Any
 
 from netbed_core import subnets
 from netbed_core.netem import parse
 from netbed_router.backend_kernel import DIRECTIONS, KernelBackend, KernelBackendError, probe_kernel_netem
+from netbed_testkit.binomial import rate_in_interval
+from netbed_testkit.namespaces import inside, run, write_sysctl
+from netbed_testkit.topology import Topology, create
+from netbed_testkit.traffic import EchoFlow, Flow, UdpFlow
 
-C4, R4C, R4S, S4 = subnets.CLIENT4, subnets.ROUTER_CLIENT4, subnets.ROUTER_SERVER4, subnets.SERVER4
-C6, R6C, R6S, S6 = subnets.CLIENT6, subnets.ROUTER_CLIENT6, subnets.ROUTER_SERVER6, subnets.SERVER6
+TOPO = Topology("")  # alone in the VM: namespaces c, r and s, as docs/kernel-backend.md shows
+C, R, S = TOPO.namespaces
+C4, S4, C6, S6 = subnets.CLIENT4, subnets.SERVER4, subnets.CLIENT6, subnets.SERVER6
 NETS = (subnets.CLIENT_NET4, subnets.SERVER_NET4, subnets.CLIENT_NET6, subnets.SERVER_NET6)
-MAC = {"cr": "02:00:00:00:00:0c", "rb": "02:00:00:00:00:b0", "ra": "02:00:00:00:00:a0", "sr": "02:00:00:00:00:05"}
-Z99 = 2.5758293035489  # two-sided 99%
-SO_TIMESTAMPNS = 35
-CLONE_NEWNET = 0x40000000
+TO_SERVER_IF, TO_CLIENT_IF = TOPO.router_server_end.ifname, TOPO.router_client_end.ifname
 
 # --------------------------------------------------------------------------------------------
-# network namespaces
-
-_libc = ctypes.CDLL(None, use_errno=True)
-_ns_fds: dict[str, int] = {}
-_current_ns = ["root"]
-
-
-def _setns(name: str) -> None:
-    if name not in _ns_fds:
-        path = "/proc/self/ns/net" if name == "root" else f"/run/netns/{name}"
-        _ns_fds[name] = os.open(path, os.O_RDONLY)
-    if _libc.setns(_ns_fds[name], CLONE_NEWNET) != 0:
-        err = ctypes.get_errno()
-        raise OSError(err, f"setns({name}): {os.strerror(err)}")
-    _current_ns[0] = name
-
-
-@contextmanager
-def netns(name: str) -> Iterator[None]:
-    """Run the block (and the commands and sockets it starts) in network namespace ``name``."""
-    prev = _current_ns[0]
-    _setns(name)
-    try:
-        yield
-    finally:
-        _setns(prev)
-
-
-def sh(*argv: str) -> str:
-    r = subprocess.run(list(argv), capture_output=True, text=True, check=False)
-    if r.returncode != 0:
-        raise RuntimeError(f"{' '.join(argv)}: exit {r.returncode}: {r.stderr.strip()}")
-    return r.stdout
-
-
-def write_sysctl(ns: str, path: str, value: str) -> None:
-    with netns(ns), open(f"/proc/sys/{path}", "w") as f:
-        f.write(value)
+# topology and traffic (netbed_testkit), as seen from these checks
 
 
 def setup_topology() -> None:
-    _setns("root")
-    _ns_fds["root"] = os.open("/proc/self/ns/net", os.O_RDONLY)
-    for ns in ("c", "r", "s"):
-        sh("ip", "netns", "add", ns)
-        sh("ip", "-n", ns, "link", "set", "lo", "up")
-    sh("ip", "link", "add", "cr", "address", MAC["cr"], "netns", "c", "type", "veth",
-       "peer", "name", "rb", "address", MAC["rb"], "netns", "r")
-    sh("ip", "link", "add", "ra", "address", MAC["ra"], "netns", "r", "type", "veth",
-       "peer", "name", "sr", "address", MAC["sr"], "netns", "s")
-    for ns, dev in (("c", "cr"), ("r", "rb"), ("r", "ra"), ("s", "sr")):
-        write_sysctl(ns, f"net/ipv6/conf/{dev}/accept_dad", "0")
-    for ns, dev, a4, a6 in (("c", "cr", C4, C6), ("r", "rb", R4C, R6C), ("r", "ra", R4S, R6S), ("s", "sr", S4, S6)):
-        sh("ip", "-n", ns, "addr", "add", f"{a4}/24", "dev", dev)
-        sh("ip", "-n", ns, "addr", "add", f"{a6}/64", "dev", dev, "nodad")
-        sh("ip", "-n", ns, "link", "set", dev, "up")
-    write_sysctl("r", "net/ipv4/ip_forward", "1")
-    write_sysctl("r", "net/ipv6/conf/all/forwarding", "1")
-    for ns, dev, peer4, peer6, mac in (
-        ("c", "cr", R4C, R6C, MAC["rb"]), ("r", "rb", C4, C6, MAC["cr"]),
-        ("r", "ra", S4, S6, MAC["sr"]), ("s", "sr", R4S, R6S, MAC["ra"]),
-    ):
-        for addr in (peer4, peer6):
-            sh("ip", "-n", ns, "neigh", "replace", addr, "lladdr", mac, "dev", dev, "nud", "permanent")
-    sh("ip", "-n", "c", "route", "add", "10.77.1.0/24", "via", R4C)
-    sh("ip", "-n", "c", "-6", "route", "add", "fd00:77:0:1::/64", "via", R6C)
-    sh("ip", "-n", "s", "route", "add", "10.77.0.0/24", "via", R4S)
-    sh("ip", "-n", "s", "-6", "route", "add", "fd00:77::/64", "via", R6S)
-    for ns in ("c", "s"):  # fast SCTP retransmissions (defaults: 3 s initial, 1 s minimum RTO)
+    create(TOPO)
+    for ns in (C, S):  # fast SCTP retransmissions (defaults: 3 s initial, 1 s minimum RTO)
         write_sysctl(ns, "net/sctp/rto_initial", "200")
         write_sysctl(ns, "net/sctp/rto_min", "50")
         write_sysctl(ns, "net/sctp/rto_max", "500")
 
 
-# --------------------------------------------------------------------------------------------
-# traffic
-
-
-@dataclass
-class Flow:
-    """Per packet sequence number: send time (ns) and kernel receive timestamp (ns)."""
-
-    sent: dict[int, int] = field(default_factory=dict)
-    received: dict[int, int] = field(default_factory=dict)
-    duplicates: int = 0
-
-    @property
-    def lost(self) -> int:
-        return len(self.sent) - len(self.received)
-
-    def delays_ms(self) -> list[float]:
-        return [(self.received[i] - self.sent[i]) / 1e6 for i in self.received]
-
-    def median_ms(self) -> float:
-        d = self.delays_ms()
-        return statistics.median(d) if d else math.inf
-
-
-def _rx_timestamp(ancdata: list[tuple[int, int, bytes]]) -> int:
-    for level, kind, data in ancdata:
-        if level == socket.SOL_SOCKET and kind == SO_TIMESTAMPNS:
-            sec, nsec = struct.unpack("qq", data[:16])
-            return int(sec) * 1_000_000_000 + int(nsec)
-    return time.time_ns()
-
-
-def _rx_socket(family: int, kind: int, proto: int = 0) -> socket.socket:
-    s = socket.socket(family, kind, proto)
-    s.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
-    s.setsockopt(socket.SOL_SOCKET, 33, 8 << 20)  # SO_RCVBUFFORCE
-    s.setblocking(False)
-    return s
-
-
-def run_flow(send: Callable[[int], object], rx: socket.socket, parse_rx: Callable[[bytes], int | None], n: int,
-             interval_s: float, settle_s: float, flow: Flow | None = None) -> Flow:
-    """Send ``n`` packets ``interval_s`` apart (``send(i)``), receive on ``rx`` until all arrived
-    or ``settle_s`` after the last send."""
-    flow = flow or Flow()
-    start = time.monotonic()
-
-    def drain(timeout: float) -> None:
-        while True:
-            r, _, _ = select.select([rx], [], [], timeout)
-            if not r:
-                return
-            while True:
-                try:
-                    data, anc, _flags, _addr = rx.recvmsg(65536, 256)
-                except BlockingIOError:
-                    break
-                seq = parse_rx(data)
-                if seq is None or seq not in flow.sent:
-                    continue
-                if seq in flow.received:
-                    flow.duplicates += 1
-                else:
-                    flow.received[seq] = _rx_timestamp(anc)
-            timeout = 0
-
-    for i in range(n):
-        if interval_s:
-            wait = start + i * interval_s - time.monotonic()
-            drain(max(0.0, wait))
-        flow.sent[i] = time.time_ns()
-        send(i)
-        if not interval_s and i % 32 == 31:
-            drain(0)
-    deadline = time.monotonic() + settle_s
-    while len(flow.received) < len(flow.sent) and time.monotonic() < deadline:
-        drain(min(0.05, max(0.0, deadline - time.monotonic())))
+def udp_flow(src_ns: str, dst_ns: str, dst: str, n: int, *, interval_s: float = 0.0, settle_s: float = 0.3,
+             port: int = 40000, src_port: int = 0) -> Flow:
+    """``n`` UDP datagrams ``interval_s`` apart, received until all arrived or nothing did for
+    ``settle_s``."""
+    with UdpFlow(src_ns, dst_ns, dst, port, src_port=src_port) as flow:
+        flow.send(n, interval_s)
+        flow.settle(settle_s)
     return flow
 
 
-def udp_flow(src_ns: str, dst_ns: str, dst: str, n: int, *, interval_s: float = 0.0, settle_s: float = 0.3,
-             port: int = 40000, size: int = 64) -> Flow:
-    family = socket.AF_INET6 if ":" in dst else socket.AF_INET
-    with netns(dst_ns):
-        rx = _rx_socket(family, socket.SOCK_DGRAM)
-        rx.bind((dst, port))
-    with netns(src_ns):
-        tx = socket.socket(family, socket.SOCK_DGRAM)
-    pad = b"x" * max(0, size - 4)
-    try:
-        return run_flow(lambda i: tx.sendto(struct.pack("!I", i) + pad, (dst, port)), rx,
-                        lambda d: struct.unpack("!I", d[:4])[0] if len(d) >= 4 else None,
-                        n, interval_s, settle_s)
-    finally:
-        rx.close()
-        tx.close()
-
-
-def _csum(data: bytes) -> int:
-    if len(data) % 2:
-        data += b"\0"
-    s: int = sum(struct.unpack(f"!{len(data) // 2}H", data))
-    s = (s >> 16) + (s & 0xFFFF)
-    s += s >> 16
-    return ~s & 0xFFFF
-
-
 def ping_flow(src_ns: str, dst: str, n: int, *, interval_s: float = 0.005, settle_s: float = 0.5) -> Flow:
-    """ICMP/ICMPv6 echo from ``src_ns``: sent = request time, received = reply (RTT)."""
-    v6 = ":" in dst
-    ident = os.getpid() & 0xFFFF
-    with netns(src_ns):
-        if v6:
-            sock = _rx_socket(socket.AF_INET6, socket.SOCK_RAW, socket.IPPROTO_ICMPV6)
-        else:
-            sock = _rx_socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_ICMP)
-
-    def send(i: int) -> None:
-        if v6:  # the kernel fills in the ICMPv6 checksum
-            sock.sendto(struct.pack("!BBHHH", 128, 0, 0, ident, i) + b"netbed", (dst, 0))
-        else:
-            body = struct.pack("!BBHHH", 8, 0, 0, ident, i) + b"netbed"
-            sock.sendto(body[:2] + struct.pack("!H", _csum(body)) + body[4:], (dst, 0))
-
-    def parse_rx(data: bytes) -> int | None:
-        if not v6:
-            data = data[(data[0] & 0x0F) * 4:]
-        if len(data) < 8:
-            return None
-        kind, _code, _sum, rid, seq = struct.unpack("!BBHHH", data[:8])
-        return seq if kind == (129 if v6 else 0) and rid == ident else None
-
-    try:
-        return run_flow(send, sock, parse_rx, n, interval_s, settle_s)
-    finally:
-        sock.close()
+    """ICMP/ICMPv6 echo from ``src_ns``: one_way_ms() is the round-trip time."""
+    with EchoFlow(src_ns, dst) as flow:
+        flow.send(n, interval_s)
+        flow.settle(settle_s)
+    return flow
 
 
-def binomial_ok(lost: int, n: int, pct: float) -> tuple[bool, str]:
-    p = pct / 100
-    mean = n * p
-    half = Z99 * math.sqrt(n * p * (1 - p)) + 0.5
-    ok = mean - half <= lost <= mean + half
-    return ok, (f"lost {lost}/{n} = {100 * lost / n:.2f}%, 99% interval for {pct:g}%: "
-                f"[{mean - half:.0f}, {mean + half:.0f}]")
+def loss_in_interval(lost: int, n: int, pct: float) -> tuple[bool, str]:
+    ok, (lo, hi) = rate_in_interval(lost, n, pct / 100)
+    return ok, (f"lost {lost}/{n} = {100 * lost / n:.2f}%, 99% Wilson interval: "
+                f"[{100 * lo:.2f}%, {100 * hi:.2f}%] for {pct:g}%")
 
 
 # --------------------------------------------------------------------------------------------
@@ -288,25 +94,25 @@ class Ctx:
     def __init__(self, loss_packets: int) -> None:
         self.loss_packets = loss_packets
         self.base_ms: dict[str, float] = {}
-        with netns("r"):
+        with inside(R):
             self.backend = KernelBackend(*NETS)
         self.notes: list[str] = []
 
     def apply(self, direction: str, text: str, match: dict[str, Any] | None = None) -> dict[str, Any]:
-        with netns("r"):
+        with inside(R):
             return dict(self.backend.apply(direction, parse(text).to_dict(), match).details)
 
     def clear(self, direction: str) -> None:
-        with netns("r"):
+        with inside(R):
             self.backend.clear(direction)
 
     def stats(self) -> dict[str, Any]:
-        with netns("r"):
+        with inside(R):
             return self.backend.stats().to_dict()  # the wire form: counters by name, None if not measured
 
     def qdiscs(self, dev: str) -> list[dict[str, Any]]:
-        with netns("r"):
-            out: list[dict[str, Any]] = json.loads(sh("tc", "-j", "qdisc", "show", "dev", dev))
+        with inside(R):
+            out: list[dict[str, Any]] = json.loads(run("tc", "-j", "qdisc", "show", "dev", dev).stdout)
             return out
 
     def note(self, text: str) -> None:
@@ -336,23 +142,23 @@ def expect_added(ctx: Ctx, label: str, key: str, measure: Callable[[], Flow], wa
     assert abs(got - want_ms) <= tolerance_ms(want_ms), (
         f"{label}: median +{got:.3f} ms, expected +{want_ms:g} ms within {tolerance_ms(want_ms):g} ms")
     if want_ms:
-        assert min(flow.delays_ms()) >= want_ms - 0.01, f"{label}: a packet took {min(flow.delays_ms()):.3f} ms"
+        assert min(flow.one_way_ms()) >= want_ms - 0.01, f"{label}: a packet took {min(flow.one_way_ms()):.3f} ms"
     return got
 
 
 @check
 def test_probe_and_interfaces(ctx: Ctx) -> None:
-    with netns("r"):
+    with inside(R):
         ok, reason = probe_kernel_netem()
     ctx.note(f"probe: {ok}, {reason}")
     assert ok, reason
     ifs = (ctx.backend.server_if, ctx.backend.client_if)
-    assert ifs == ("ra", "rb"), ifs
-    assert ctx.backend.interface("to-server") == "ra"
+    assert ifs == (TO_SERVER_IF, TO_CLIENT_IF), ifs
+    assert ctx.backend.interface("to-server") == TO_SERVER_IF
     assert set(ctx.backend.offloads.values()) == {"ok"}, ctx.backend.offloads
-    with netns("r"):
-        for dev in ("ra", "rb"):
-            feats = sh("ethtool", "-k", dev)
+    with inside(R):
+        for dev in (TO_SERVER_IF, TO_CLIENT_IF):
+            feats = run("ethtool", "-k", dev).stdout
             for feat in ("generic-receive-offload", "generic-segmentation-offload", "tcp-segmentation-offload"):
                 line = next(x for x in feats.splitlines() if x.startswith(feat + ":"))
                 assert line.split(":")[1].split()[0] == "off", f"{dev}: {line}"
@@ -360,14 +166,14 @@ def test_probe_and_interfaces(ctx: Ctx) -> None:
 
 @check
 def test_baseline_pristine(ctx: Ctx) -> None:
-    for key, src, dst, addr in (("c4", "c", "s", S4), ("s4", "s", "c", C4), ("c6", "c", "s", S6), ("s6", "s", "c", C6)):
+    for key, src, dst, addr in (("c4", C, S, S4), ("s4", S, C, C4), ("c6", C, S, S6), ("s6", S, C, C6)):
         flow = udp_flow(src, dst, addr, 200, interval_s=0.001)
         assert flow.lost == 0, f"{key}: {flow.lost} lost without impairment"
         ctx.base_ms[key] = flow.median_ms()
-    ping = ping_flow("c", S4, 50)
+    ping = ping_flow(C, S4, 50)
     assert ping.lost == 0
     ctx.base_ms["ping4"] = ping.median_ms()
-    ping6 = ping_flow("c", S6, 50)
+    ping6 = ping_flow(C, S6, 50)
     assert ping6.lost == 0
     ctx.base_ms["ping6"] = ping6.median_ms()
     ctx.note("baseline medians (ms): " + ", ".join(f"{k} {v:.3f}" for k, v in ctx.base_ms.items()))
@@ -377,10 +183,10 @@ def test_baseline_pristine(ctx: Ctx) -> None:
 def test_delay_to_server_only(ctx: Ctx) -> None:
     ctx.apply("to-server", "delay 50ms")
     got = [
-        expect_added(ctx, "c->s IPv4", "c4", lambda: udp_flow("c", "s", S4, 200, interval_s=0.002, settle_s=0.5), 50),
-        expect_added(ctx, "c->s IPv6", "c6", lambda: udp_flow("c", "s", S6, 200, interval_s=0.002, settle_s=0.5), 50),
-        expect_added(ctx, "ICMP RTT", "ping4", lambda: ping_flow("c", S4, 50, settle_s=0.5), 50),
-        expect_added(ctx, "s->c (not impaired)", "s4", lambda: udp_flow("s", "c", C4, 200, interval_s=0.001), 0),
+        expect_added(ctx, "c->s IPv4", "c4", lambda: udp_flow(C, S, S4, 200, interval_s=0.002, settle_s=0.5), 50),
+        expect_added(ctx, "c->s IPv6", "c6", lambda: udp_flow(C, S, S6, 200, interval_s=0.002, settle_s=0.5), 50),
+        expect_added(ctx, "ICMP RTT", "ping4", lambda: ping_flow(C, S4, 50, settle_s=0.5), 50),
+        expect_added(ctx, "s->c (not impaired)", "s4", lambda: udp_flow(S, C, C4, 200, interval_s=0.001), 0),
     ]
     ctx.clear("to-server")
     ctx.note("delay 50ms to-server: one-way +{:.3f} ms (IPv4), +{:.3f} ms (IPv6), ICMP RTT +{:.3f} ms, "
@@ -391,9 +197,9 @@ def test_delay_to_server_only(ctx: Ctx) -> None:
 def test_delay_to_client_only(ctx: Ctx) -> None:
     ctx.apply("to-client", "delay 20ms")
     got = [
-        expect_added(ctx, "s->c IPv4", "s4", lambda: udp_flow("s", "c", C4, 200, interval_s=0.002, settle_s=0.4), 20),
-        expect_added(ctx, "s->c IPv6", "s6", lambda: udp_flow("s", "c", C6, 200, interval_s=0.002, settle_s=0.4), 20),
-        expect_added(ctx, "c->s (not impaired)", "c4", lambda: udp_flow("c", "s", S4, 200, interval_s=0.001), 0),
+        expect_added(ctx, "s->c IPv4", "s4", lambda: udp_flow(S, C, C4, 200, interval_s=0.002, settle_s=0.4), 20),
+        expect_added(ctx, "s->c IPv6", "s6", lambda: udp_flow(S, C, C6, 200, interval_s=0.002, settle_s=0.4), 20),
+        expect_added(ctx, "c->s (not impaired)", "c4", lambda: udp_flow(C, S, S4, 200, interval_s=0.001), 0),
     ]
     ctx.clear("to-client")
     ctx.note("delay 20ms to-client: s->c +{:.3f} ms (IPv4) +{:.3f} ms (IPv6), c->s +{:.3f} ms".format(*got))
@@ -403,11 +209,11 @@ def test_delay_to_client_only(ctx: Ctx) -> None:
 def test_loss_rate(ctx: Ctx) -> None:
     n = ctx.loss_packets
     ctx.apply("to-server", "loss 10%")
-    fwd = udp_flow("c", "s", S4, n)
-    back = udp_flow("s", "c", C4, n)
+    fwd = udp_flow(C, S, S4, n)
+    back = udp_flow(S, C, C4, n)
     st = ctx.stats()["directions"]
     ctx.clear("to-server")
-    ok, text = binomial_ok(fwd.lost, n, 10)
+    ok, text = loss_in_interval(fwd.lost, n, 10)
     ctx.note(f"loss 10% to-server: {text}; to-client lost {back.lost}/{n}; netem counters "
              f"passed {st['to-server']['passed']} dropped {st['to-server']['dropped']}")
     assert ok, text
@@ -423,21 +229,21 @@ def test_match_udp_port(ctx: Ctx) -> None:
     ctx.apply("to-server", "delay 30ms", {"proto": "udp", "port": p1})
     got = [
         expect_added(ctx, f"udp:{p1} IPv4", "c4",
-                     lambda: udp_flow("c", "s", S4, 100, interval_s=0.002, settle_s=0.4, port=p1), 30),
+                     lambda: udp_flow(C, S, S4, 100, interval_s=0.002, settle_s=0.4, port=p1), 30),
         expect_added(ctx, f"udp:{p1} IPv6", "c6",
-                     lambda: udp_flow("c", "s", S6, 100, interval_s=0.002, settle_s=0.4, port=p1), 30),
-        expect_added(ctx, f"udp:{p2} IPv4", "c4", lambda: udp_flow("c", "s", S4, 100, interval_s=0.001, port=p2), 0),
-        expect_added(ctx, f"udp:{p2} IPv6", "c6", lambda: udp_flow("c", "s", S6, 100, interval_s=0.001, port=p2), 0),
-        expect_added(ctx, "ICMP", "ping4", lambda: ping_flow("c", S4, 30), 0),
+                     lambda: udp_flow(C, S, S6, 100, interval_s=0.002, settle_s=0.4, port=p1), 30),
+        expect_added(ctx, f"udp:{p2} IPv4", "c4", lambda: udp_flow(C, S, S4, 100, interval_s=0.001, port=p2), 0),
+        expect_added(ctx, f"udp:{p2} IPv6", "c6", lambda: udp_flow(C, S, S6, 100, interval_s=0.001, port=p2), 0),
+        expect_added(ctx, "ICMP", "ping4", lambda: ping_flow(C, S4, 30), 0),
     ]
     ctx.note(f"delay 30ms match udp:{p1}: port {p1} +{got[0]:.3f} ms (IPv6 +{got[1]:.3f}), "
              f"port {p2} +{got[2]:.3f} ms (IPv6 +{got[3]:.3f}), ICMP RTT +{got[4]:.3f} ms")
     # the same match with a partition, applied over the delay (a new root: no leftovers)
     ctx.apply("to-server", "partition", {"proto": "udp", "port": p1})
-    hit = udp_flow("c", "s", S4, 300, port=p1)
-    miss = udp_flow("c", "s", S4, 300, port=p2)
-    hit6 = udp_flow("c", "s", S6, 300, port=p1)
-    miss6 = udp_flow("c", "s", S6, 300, port=p2)
+    hit = udp_flow(C, S, S4, 300, port=p1)
+    miss = udp_flow(C, S, S4, 300, port=p2)
+    hit6 = udp_flow(C, S, S6, 300, port=p1)
+    miss6 = udp_flow(C, S, S6, 300, port=p2)
     # reply direction of the matched flow: source port p1 is matched on to-client, not here
     st = ctx.stats()["directions"]["to-server"]
     ctx.clear("to-server")
@@ -452,28 +258,19 @@ def test_match_udp_port(ctx: Ctx) -> None:
 def test_match_source_port_and_icmp(ctx: Ctx) -> None:
     # to-client, match udp:P: the server's replies come FROM port P (source-port match)
     ctx.apply("to-client", "partition", {"proto": "udp", "port": 43000})
-    with netns("s"):
-        tx = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        tx.bind((S4, 43000))
-    with netns("c"):
-        rx = _rx_socket(socket.AF_INET, socket.SOCK_DGRAM)
-        rx.bind((C4, 43001))
-    flow = run_flow(lambda i: tx.sendto(struct.pack("!I", i), (C4, 43001)), rx,
-                    lambda d: struct.unpack("!I", d[:4])[0], 100, 0.0, 0.3)
-    tx.close()
-    rx.close()
-    other = udp_flow("s", "c", C4, 100, port=43002)
+    flow = udp_flow(S, C, C4, 100, port=43001, src_port=43000)
+    other = udp_flow(S, C, C4, 100, port=43002)
     ctx.clear("to-client")
     assert flow.lost == 100, f"source-port match: {flow.lost}/100 lost"
     assert other.lost == 0
     # ICMP only: pings dropped, UDP untouched; ICMPv6 untouched by an "icmp" match
     ctx.apply("to-server", "partition", {"proto": "icmp", "port": None})
-    ping = ping_flow("c", S4, 30, settle_s=0.3)
-    ping6 = ping_flow("c", S6, 30, settle_s=0.3)
-    udp = udp_flow("c", "s", S4, 100)
+    ping = ping_flow(C, S4, 30, settle_s=0.3)
+    ping6 = ping_flow(C, S6, 30, settle_s=0.3)
+    udp = udp_flow(C, S, S4, 100)
     ctx.apply("to-server", "partition", {"proto": "icmpv6", "port": None})
-    ping_b = ping_flow("c", S4, 30, settle_s=0.3)
-    ping6_b = ping_flow("c", S6, 30, settle_s=0.3)
+    ping_b = ping_flow(C, S4, 30, settle_s=0.3)
+    ping6_b = ping_flow(C, S6, 30, settle_s=0.3)
     ctx.clear("to-server")
     ctx.note(f"partition match icmp: ICMP lost {ping.lost}/30, ICMPv6 {ping6.lost}/30, UDP {udp.lost}/100; "
              f"match icmpv6: ICMP lost {ping_b.lost}/30, ICMPv6 {ping6_b.lost}/30")
@@ -484,10 +281,10 @@ def test_match_source_port_and_icmp(ctx: Ctx) -> None:
 @check
 def test_partition(ctx: Ctx) -> None:
     ctx.apply("to-server", "partition")
-    fwd = udp_flow("c", "s", S4, 500)
-    fwd6 = udp_flow("c", "s", S6, 500)
-    back = udp_flow("s", "c", C4, 500)
-    ping = ping_flow("c", S4, 20, settle_s=0.3)
+    fwd = udp_flow(C, S, S4, 500)
+    fwd6 = udp_flow(C, S, S6, 500)
+    back = udp_flow(S, C, C4, 500)
+    ping = ping_flow(C, S4, 20, settle_s=0.3)
     st = ctx.stats()["directions"]["to-server"]
     ctx.clear("to-server")
     ctx.note(f"partition to-server: lost {fwd.lost}/500 (IPv6 {fwd6.lost}/500), pings {ping.lost}/20; "
@@ -504,13 +301,13 @@ def test_clear_returns_to_pristine(ctx: Ctx) -> None:
     ctx.clear("to-server")
     ctx.clear("to-client")
     ctx.clear("to-client")  # idempotent
-    for dev in ("ra", "rb"):
+    for dev in (TO_SERVER_IF, TO_CLIENT_IF):
         kinds = [q["kind"] for q in ctx.qdiscs(dev)]
         assert not {"netem", "prio"} & set(kinds), f"{dev}: {kinds}"
-    fwd = udp_flow("c", "s", S4, 500)
-    back = udp_flow("s", "c", C4, 500)
+    fwd = udp_flow(C, S, S4, 500)
+    back = udp_flow(S, C, C4, 500)
     assert fwd.lost == 0 and back.lost == 0
-    added = expect_added(ctx, "after clear", "c4", lambda: udp_flow("c", "s", S4, 100, interval_s=0.001), 0)
+    added = expect_added(ctx, "after clear", "c4", lambda: udp_flow(C, S, S4, 100, interval_s=0.001), 0)
     ctx.note(f"after clear: lost {fwd.lost}+{back.lost}/1000, one-way +{added:.3f} ms")
     st = ctx.stats()["directions"]
     assert st["to-server"]["active"] is False and st["to-client"]["active"] is False
@@ -568,7 +365,7 @@ def test_errors_are_clear(ctx: Ctx) -> None:
         assert "seed" in str(exc)
     else:  # Linux and iproute2 >= 6.3
         ctx.note("seed accepted by this kernel")
-    kinds = [q["kind"] for q in ctx.qdiscs("ra")]
+    kinds = [q["kind"] for q in ctx.qdiscs(TO_SERVER_IF)]
     assert "netem" not in kinds or ctx.stats()["directions"]["to-server"]["active"], kinds
     for bad in ({"proto": "icmp", "port": 80}, {"proto": "udp", "port": 0}, {"proto": "bogus"}):
         try:
@@ -581,11 +378,11 @@ def test_errors_are_clear(ctx: Ctx) -> None:
 
 def _sctp_exchange(dst: str, port: int, count: int, timeout_s: float) -> tuple[list[bytes], list[bytes], int]:
     family = socket.AF_INET6 if ":" in dst else socket.AF_INET
-    with netns("s"):
+    with inside(S):
         srv = socket.socket(family, socket.SOCK_SEQPACKET, socket.IPPROTO_SCTP)
         srv.bind((dst, port))
         srv.listen(8)
-    with netns("c"):
+    with inside(C):
         cli = socket.socket(family, socket.SOCK_SEQPACKET, socket.IPPROTO_SCTP)
     sent = [bytes([65 + i % 26]) * (1 + (i * 37) % 1400) for i in range(count)]
     got: list[bytes] = []
@@ -666,7 +463,7 @@ def main() -> int:
         else:
             passed += 1
             print(f"PASSED {fn.__name__} ({time.monotonic() - t:.1f}s)", flush=True)
-    with netns("r"):
+    with inside(R):
         ctx.backend.close()
     print(f"{'=' * 20} {passed} passed, {failed} failed in {time.monotonic() - t0:.1f}s {'=' * 20}", flush=True)
     return 1 if failed else 0

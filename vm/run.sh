@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Boot Debian's kernel in qemu and run the kernel netem backend's fidelity checks
-# (vm/kernel_fidelity.py) against the CURRENT sources: services/router/netbed_router and
-# harness/netbed_core are packed into a small second cpio archive at every run, appended to the
+# (vm/kernel_fidelity.py) against the CURRENT sources: services/router/netbed_router,
+# harness/netbed_core and harness/netbed_testkit (topology, traffic, binomial interval) are
+# packed into a small second cpio archive at every run, appended to the
 # cached base image from vm/build.sh (which this script calls; it is a no-op when cached).
 #
 #   bash vm/run.sh                    # the whole fidelity suite (make test-kernel-netem)
@@ -32,6 +33,7 @@ mkdir -p "$OV/netbed/lib" "$OV/netbed/vm"
 install -m 0755 "$ROOT/vm/init.sh" "$OV/init"
 cp -r "$ROOT/harness/netbed_core" "$OV/netbed/lib/netbed_core"
 cp -r "$ROOT/services/router/netbed_router" "$OV/netbed/lib/netbed_router"
+cp -r "$ROOT/harness/netbed_testkit" "$OV/netbed/lib/netbed_testkit"
 [[ -f "$ROOT/vm/kernel_fidelity.py" ]] && cp "$ROOT/vm/kernel_fidelity.py" "$OV/netbed/vm/"
 find "$OV" -name __pycache__ -prune -exec rm -rf {} +
 if [[ -n "${NETBED_VM_SCRIPT:-}" ]]; then

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import errno
 import socket
-import time
 from collections import Counter
 from typing import Any
 
@@ -24,7 +23,7 @@ from conditions import (
 )
 
 from netbed.host import Host, Router
-from netbed.remote_socket import RemoteSocket
+from netbed.measure import run_sequence, udp_pair
 from netbed.stats import rate_in_interval, sample_size
 
 #: Largest UDP payload: 65535 - 20 (IPv4 header) - 8 (UDP header); IPv6: 65535 - 8.
@@ -51,17 +50,6 @@ RATE_PPS = 3000.0
 IDLE_S = 1.0
 
 
-def udp_pair(client: Host, server: Host, family: int = socket.AF_INET,
-             rcvbuf: int | None = None) -> tuple[RemoteSocket, RemoteSocket, int]:
-    """(client socket, server socket bound to an ephemeral port, that port)."""
-    srv = server.socket(family, socket.SOCK_DGRAM)
-    if rcvbuf is not None:
-        srv.setsockopt("SOL_SOCKET", "SO_RCVBUF", rcvbuf)
-    port = srv.bind(("", 0))[1]
-    cli = client.socket(family, socket.SOCK_DGRAM)
-    return cli, srv, port
-
-
 def closed_udp_port(server: Host, family: int = socket.AF_INET) -> int:
     """A UDP port with no socket on the server (bound once, then closed)."""
     probe = server.socket(family, socket.SOCK_DGRAM)
@@ -70,39 +58,32 @@ def closed_udp_port(server: Host, family: int = socket.AF_INET) -> int:
     return port
 
 
-def run_sequence(client: Host, server: Host, router: Router, condition: Condition, count: int,
-                 size: int = 64, rate_pps: float = RATE_PPS, direction: str = "to-server",
-                 no_check: bool = False) -> dict[str, Any]:
-    """Send `count` sequence datagrams client -> server under `condition`; return the
-    arrivals, the sender's result, router counters and the server's UDP counter deltas.
+def run_condition(client: Host, server: Host, router: Router, condition: Condition, count: int,
+                  size: int = 64, rate_pps: float = RATE_PPS, direction: str = "to-server",
+                  no_check: bool = False) -> dict[str, Any]:
+    """Send `count` sequence datagrams client -> server under `condition` (measure.run_sequence);
+    return the arrivals, datagrams that were not sequence messages, router counters and the
+    server's UDP counter deltas.
 
     The receiver stops once `count` arrived or after IDLE_S without any; if it stopped while
     the sender was still busy (a stalled sender, e.g. on an overloaded machine), that is
     reported as such rather than counted as loss.
     """
-    cli, srv, port = udp_pair(client, server, rcvbuf=4 * 1024 * 1024)
-    if no_check:
-        cli.setsockopt("SOL_SOCKET", "SO_NO_CHECK", 1)
     before = server.snmp()["Udp"]
-    duration = count / rate_pps + 10
     expect = None if condition.name == "duplicate" else count
     with impaired(router, condition, direction=direction):
-        receiver = srv.start_recv_sequence(duration_s=duration, expect=expect, idle_s=IDLE_S)
-        sent = cli.send_sequence(count, size=size, rate_pps=rate_pps, address=(server.ipv4, port),
-                                 timeout=duration)
-        sender_done_ns = time.time_ns()  # all containers share the host kernel's clock
-        got = receiver.wait(timeout=duration + 5)
+        run = run_sequence(client, server, count, rate_pps, size_bytes=size, idle_s=IDLE_S, expect=expect,
+                           no_check=no_check)
         counts = impair_counts(router) if condition.netem else {}
     after = server.snmp()["Udp"]
     delta = {key: after[key] - before.get(key, 0) for key in after}
-    assert sent["sent"] == count, f"the sender itself failed: {sent}"
-    arrivals = got["arrivals"]
+    arrivals = run.arrivals
     if arrivals and len(arrivals) < count:
-        last_ns = max(a[2] for a in arrivals)
-        assert last_ns + IDLE_S * 1e9 >= sender_done_ns - 0.2e9, (
-            f"the receiver gave up {((sender_done_ns - last_ns) / 1e9):.2f} s before the sender finished: "
+        last_ns = max(a.recv_ns for a in arrivals)
+        assert last_ns + IDLE_S * 1e9 >= run.sender_done_ns - 0.2e9, (
+            f"the receiver gave up {((run.sender_done_ns - last_ns) / 1e9):.2f} s before the sender finished: "
             f"the sender stalled longer than {IDLE_S} s (overloaded machine?); measurement invalid")
-    return {"arrivals": arrivals, "foreign": got["foreign"], "router": counts, "udp": delta}
+    return {"arrivals": arrivals, "foreign": run.foreign, "router": counts, "udp": delta}
 
 
 # -- record boundaries ------------------------------------------------------------------------
@@ -115,12 +96,12 @@ BOUNDARY_CASES = [pytest.param(family, size, id=f"{'ipv6' if family == socket.AF
 def test_datagram_boundaries_kept(client: Host, server: Host, family: int, size: int) -> None:
     """A datagram of `size` bytes is read back as exactly one datagram of `size` bytes, not
     truncated, even past the path MTU where IP fragments it and the server reassembles it."""
-    cli, srv, port = udp_pair(client, server, family)
+    cli, srv, dest = udp_pair(client, server, family)
     payload = bytes((i * 7 + size) % 256 for i in range(size))
     ip = "Ip6" if family == socket.AF_INET6 else "Ip"
     before = server.snmp()[ip]["ReasmOKs"]
-    assert cli.sendto(payload, (server.address(family), port)) == size
-    cli.sendto(b"next", (server.address(family), port))
+    assert cli.sendto(payload, dest) == size
+    cli.sendto(b"next", dest)
     message = srv.recvmsg(70000, timeout=5)
     assert not message.truncated
     assert len(message.data) == size and message.data == payload
@@ -139,9 +120,9 @@ def test_fragmented_datagrams_whole_or_not_at_all(client: Host, server: Host, ro
     """8000-byte datagrams (6 fragments each) arrive whole with intact content, or not at all:
     under loss some vanish, none arrives partial."""
     count = 300
-    result = run_sequence(client, server, router, condition, count, size=8000, rate_pps=500)
+    result = run_condition(client, server, router, condition, count, size=8000, rate_pps=500)
     arrivals = result["arrivals"]
-    assert all(size == 8000 and ok for _seq, _s, _r, size, ok in arrivals)
+    assert all(a.size_bytes == 8000 and a.crc_ok for a in arrivals)
     assert result["foreign"] == 0
     if condition.name == "clean":
         assert len(arrivals) == count
@@ -155,11 +136,11 @@ def test_fragmented_datagrams_whole_or_not_at_all(client: Host, server: Host, ro
 def test_oversized_datagram_is_refused(client: Host, server: Host, family: int) -> None:
     """One byte more than the largest UDP payload (65508 B on IPv4, 65528 B on IPv6) fails at
     the sender with EMSGSIZE; the maximum itself is accepted."""
-    cli, _srv, port = udp_pair(client, server, family)
+    cli, _srv, dest = udp_pair(client, server, family)
     limit = MAX_PAYLOAD[family]
-    assert cli.sendto(b"\0" * limit, (server.address(family), port)) == limit
+    assert cli.sendto(b"\0" * limit, dest) == limit
     with pytest.raises(OSError) as info:
-        cli.sendto(b"\0" * (limit + 1), (server.address(family), port))
+        cli.sendto(b"\0" * (limit + 1), dest)
     assert info.value.errno == errno.EMSGSIZE
 
 
@@ -171,8 +152,8 @@ def test_loss_rate_within_confidence_interval(client: Host, server: Host, router
     """Under "loss 5%" the fraction of datagrams lost end to end is consistent with 5 %: the
     configured rate lies inside the 99 % Wilson interval of the measured loss."""
     count = max(MIN_RATE_SAMPLE, sample_size(LOSS_RATE, LOSS_HALF_WIDTH))
-    result = run_sequence(client, server, router, condition, count)
-    seqs = [a[0] for a in result["arrivals"]]
+    result = run_condition(client, server, router, condition, count)
+    seqs = [a.seq for a in result["arrivals"]]
     context = f"router {result['router']}, server Udp {result['udp']}"
     assert len(set(seqs)) == len(seqs), "loss must not duplicate"
     assert result["udp"].get("RcvbufErrors", 0) == 0, f"receiver overflowed: measurement invalid; {context}"
@@ -187,8 +168,8 @@ def test_reordering_observed(client: Host, server: Host, router: Router, conditi
     """Under "delay 10ms reorder 25%" datagrams sent 1 ms apart arrive out of sending order
     (and each exactly once); on the clean network they arrive in order."""
     count = 500
-    result = run_sequence(client, server, router, condition, count, rate_pps=1000)
-    seqs = [a[0] for a in result["arrivals"]]
+    result = run_condition(client, server, router, condition, count, rate_pps=1000)
+    seqs = [a.seq for a in result["arrivals"]]
     assert sorted(seqs) == list(range(count)), "every datagram must arrive exactly once (no loss configured)"
     inversions = sum(1 for prev, cur in zip(seqs, seqs[1:], strict=False) if cur < prev)
     if condition.name == "clean":
@@ -203,8 +184,8 @@ def test_duplicates_arrive(client: Host, server: Host, router: Router, condition
     """Under "duplicate 10%" some datagrams arrive twice, and the fraction duplicated is
     consistent with 10 % (inside the 99 % Wilson interval)."""
     count = max(MIN_RATE_SAMPLE, sample_size(DUPLICATE_RATE, DUPLICATE_HALF_WIDTH))
-    result = run_sequence(client, server, router, condition, count)
-    copies = Counter(a[0] for a in result["arrivals"])
+    result = run_condition(client, server, router, condition, count)
+    copies = Counter(a.seq for a in result["arrivals"])
     context = f"router {result['router']}, server Udp {result['udp']}"
     assert result["udp"].get("RcvbufErrors", 0) == 0, f"receiver overflowed: measurement invalid; {context}"
     assert set(copies) <= set(range(count)), "datagrams arrived that were never sent"
@@ -226,9 +207,9 @@ def test_corruption_discarded_by_checksum(client: Host, server: Host, router: Ro
     counter rises, every datagram that does arrive is intact, and each one sent is either
     delivered or counted as a UDP input error."""
     count = 1000
-    result = run_sequence(client, server, router, condition, count, size=200, rate_pps=2000)
+    result = run_condition(client, server, router, condition, count, size=200, rate_pps=2000)
     arrivals = result["arrivals"]
-    assert all(ok for *_x, ok in arrivals), "a corrupted datagram was delivered despite the checksum"
+    assert all(a.crc_ok for a in arrivals), "a corrupted datagram was delivered despite the checksum"
     assert result["udp"]["InCsumErrors"] > 0, f"no checksum errors counted: {result['udp']}"
     assert len(arrivals) + result["udp"]["InErrors"] == count, (
         f"{len(arrivals)} delivered + {result['udp']['InErrors']} input errors != {count} sent")
@@ -240,8 +221,8 @@ def test_corruption_arrives_without_checksum(client: Host, server: Host, router:
                                              condition: Condition) -> None:
     """With SO_NO_CHECK=1 on the sender (IPv4 UDP checksum 0 = none), the receiving kernel cannot
     tell corrupted datagrams apart: some arrive with a payload whose CRC-32 no longer matches."""
-    result = run_sequence(client, server, router, condition, 1000, size=200, rate_pps=2000, no_check=True)
-    corrupted = sum(1 for *_x, ok in result["arrivals"] if not ok)
+    result = run_condition(client, server, router, condition, 1000, size=200, rate_pps=2000, no_check=True)
+    corrupted = sum(1 for a in result["arrivals"] if not a.crc_ok)
     assert corrupted > 0, f"no corrupted payload arrived ({len(result['arrivals'])} arrivals, {result['udp']})"
 
 

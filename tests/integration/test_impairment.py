@@ -14,49 +14,40 @@ from __future__ import annotations
 
 import socket
 import warnings
-from typing import Any
 
 import pytest
 from conditions import seeded
 
 from netbed.host import Host, Router
 from netbed.impairment import NetemLintWarning
-from netbed.measure import burst_lengths, delivery, iqr_sigma, median, one_way_delays_ms, stdev
-from netbed.stats import rate_in_interval, wilson_interval
+from netbed.measure import (
+    SEQUENCE_RCVBUF_BYTES,
+    arrivals_from,
+    burst_lengths,
+    delivery,
+    iqr_sigma,
+    median,
+    one_way_delays_ms,
+    run_sequence,
+    stdev,
+    udp_pair,
+)
+from netbed.stats import rate_in_interval, wilson_interval, z_value
 from netbed_core.netem import NetemError
-
-
-def udp_pair(sender: Host, receiver: Host) -> tuple[Any, Any, tuple[str, int]]:
-    rx = receiver.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    rx.setsockopt("SOL_SOCKET", "SO_RCVBUF", 4 << 20)
-    port = rx.bind(("", 0))[1]
-    tx = sender.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    return tx, rx, (receiver.ipv4, port)
-
-
-def run_sequence(sender: Host, receiver: Host, count: int, rate_pps: float, size: int = 64,
-                 idle_s: float = 1.0) -> list[list[Any]]:
-    """Send `count` sequence datagrams at `rate_pps`; return the receiver's arrivals."""
-    tx, rx, dest = udp_pair(sender, receiver)
-    job = rx.start_recv_sequence(duration_s=count / rate_pps + 10, idle_s=idle_s)
-    result = tx.send_sequence(count, size=size, rate_pps=rate_pps, address=dest)
-    assert result["sent"] == count, result
-    arrivals: list[list[Any]] = job.wait()["arrivals"]
-    return arrivals
 
 
 def test_clean_path_loses_nothing(client: Host, server: Host) -> None:
     """Baseline: the unimpaired path delivers every datagram at the rates the tests below use."""
-    arrivals = run_sequence(client, server, 5000, 5000)
+    arrivals = run_sequence(client, server, 5000, 5000).arrivals
     d = delivery(arrivals, 5000)
     assert (d.lost, d.duplicates) == (0, 0)
 
 
 def test_delay_median_matches(client: Host, server: Host, router: Router) -> None:
     """delay 20ms (to-server): median one-way delay within max(0.5 ms, 2%) of 20 ms over the baseline."""
-    baseline = median(one_way_delays_ms(run_sequence(client, server, 300, 1000)))
+    baseline = median(one_way_delays_ms(run_sequence(client, server, 300, 1000).arrivals))
     with router.impair("delay 20ms", direction="to-server"):
-        delays = one_way_delays_ms(run_sequence(client, server, 500, 1000))
+        delays = one_way_delays_ms(run_sequence(client, server, 500, 1000).arrivals)
     assert len(delays) == 500
     assert abs(median(delays) - baseline - 20.0) <= max(0.5, 0.02 * 20.0), (median(delays), baseline)
 
@@ -73,15 +64,15 @@ def test_jitter_stdev_matches(client: Host, server: Host, router: Router) -> Non
     # The configured delay adds to the path's own latency, measured here at the same send
     # rate (as test_delay_median_matches does): on a busy 2-core machine that latency alone
     # can approach a millisecond, which an absolute comparison with 20 ms misread as error.
-    baseline = median(one_way_delays_ms(run_sequence(client, server, 1000, 2000)))
+    baseline = median(one_way_delays_ms(run_sequence(client, server, 1000, 2000).arrivals))
     with router.impair(seeded(router, "delay 20ms 5ms distribution normal"), direction="to-server"):
-        delays = one_way_delays_ms(run_sequence(client, server, 2000, 2000))
+        delays = one_way_delays_ms(run_sequence(client, server, 2000, 2000).arrivals)
     assert len(delays) == 2000
     sigma = iqr_sigma(delays)
     assert abs(sigma - 5.0) <= 0.5, f"sigma {sigma:.2f} ms (sample stdev {stdev(delays):.2f} ms)"
     # The median of n normal samples has standard error 1.2533 sigma / sqrt(n): its 99%
     # sampling interval widens the delay test's max(0.5 ms, 2%) tolerance.
-    tolerance = max(0.5, 0.02 * 20.0) + 2.576 * 1.2533 * 5.0 / len(delays) ** 0.5
+    tolerance = max(0.5, 0.02 * 20.0) + z_value(0.99) * 1.2533 * 5.0 / len(delays) ** 0.5
     assert abs(median(delays) - baseline - 20.0) <= tolerance, (median(delays), baseline, tolerance)
 
 
@@ -90,7 +81,7 @@ def test_corrupt_rate_in_confidence_interval(client: Host, server: Host, router:
     the message's own CRC (which covers its header too); together with those the
     receiver's kernel discarded (a flipped bit in the UDP header), the datagrams that did
     not arrive intact are a fraction whose 99% interval contains 5%."""
-    tx, rx, dest = udp_pair(client, server)
+    tx, rx, dest = udp_pair(client, server, rcvbuf_bytes=SEQUENCE_RCVBUF_BYTES)
     tx.setsockopt("SOL_SOCKET", "SO_NO_CHECK", 1)
     with router.impair(seeded(router, "corrupt 5%"), direction="to-server"):
         job = rx.start_recv_sequence(duration_s=12, idle_s=1.0)
@@ -106,7 +97,7 @@ def test_reorder_sends_a_fraction_ahead(client: Host, server: Host, router: Rout
     datagrams arrive out of order (RFC 4737 reordered count > 0).  A datagram that arrives
     in under 40 ms cannot have waited 50 ms: the margin absorbs scheduler stalls."""
     with router.impair(seeded(router, "delay 50ms reorder 25%"), direction="to-server"):
-        arrivals = run_sequence(client, server, 4000, 2000)
+        arrivals = run_sequence(client, server, 4000, 2000).arrivals
     delays = one_way_delays_ms(arrivals)
     fast = sum(1 for ms in delays if ms < 40.0)
     ok, interval = rate_in_interval(fast, len(delays), 0.25)
@@ -117,8 +108,8 @@ def test_reorder_sends_a_fraction_ahead(client: Host, server: Host, router: Rout
 def test_reorder_gap_is_exact(client: Host, server: Host, router: Router) -> None:
     """delay 50ms reorder 100% gap 5: every 5th datagram skips the delay, the others wait."""
     with router.impair("delay 50ms reorder 100% gap 5", direction="to-server"):
-        arrivals = run_sequence(client, server, 500, 500)
-    fast = sorted(int(a[0]) for a in arrivals if (int(a[2]) - int(a[1])) / 1e6 < 40.0)
+        arrivals = run_sequence(client, server, 500, 500).arrivals
+    fast = sorted(a.seq for a in arrivals if a.one_way_ms < 40.0)
     assert len(arrivals) == 500
     assert len(fast) == 100
     assert all((b - a) == 5 for a, b in zip(fast, fast[1:], strict=False)), fast[:20]
@@ -130,11 +121,11 @@ def test_gilbert_elliott_bursts_match_the_model(client: Host, server: Host, rout
     The mean burst length's 99% interval (normal approximation, n bursts) contains 4."""
     n = 20_000
     with router.impair(seeded(router, "loss gemodel 2% 25% 100% 0%"), direction="to-server"):
-        d = delivery(run_sequence(client, server, n, 10_000), n)
+        d = delivery(run_sequence(client, server, n, 10_000).arrivals, n)
     bursts = burst_lengths(d.lost_seqs, 0, n - 1)
     assert len(bursts) > 100, f"only {len(bursts)} bursts"
     mean = sum(bursts) / len(bursts)
-    half = 2.576 * stdev([float(b) for b in bursts]) / len(bursts) ** 0.5
+    half = z_value(0.99) * stdev([float(b) for b in bursts]) / len(bursts) ** 0.5
     assert mean - half <= 4.0 <= mean + half, f"mean burst {mean:.2f} ± {half:.2f} over {len(bursts)} bursts"
 
 
@@ -143,9 +134,9 @@ def test_slot_releases_packets_in_bursts(client: Host, server: Host, router: Rou
     1000 pps arrives as ~50 bursts (gaps >= 10 ms between arrivals; none on a clean path) and
     no packet waits longer than a slot (99th percentile <= 21 ms, 1 ms for scheduling)."""
     with router.impair("slot 20ms 20ms", direction="to-server"):
-        arrivals = run_sequence(client, server, 1000, 1000)
+        arrivals = run_sequence(client, server, 1000, 1000).arrivals
     assert len(arrivals) == 1000
-    recv_ns = [int(a[2]) for a in arrivals]
+    recv_ns = [a.recv_ns for a in arrivals]
     bursts = sum(1 for a, b in zip(recv_ns, recv_ns[1:], strict=False) if b - a >= 10_000_000)
     assert 40 <= bursts <= 55, f"{bursts} gaps of >= 10 ms, expected about 50"
     p99 = sorted(one_way_delays_ms(arrivals))[int(0.99 * len(arrivals))]
@@ -158,16 +149,17 @@ def test_ecn_marks_instead_of_dropping(client: Host, server: Host, router: Route
     delivered, not dropped; a non-ECT one is dropped.  The affected fraction (CE marks, or
     losses) has a 99% interval containing 20%."""
     n = 4000
-    tx, rx, dest = udp_pair(client, server)
+    tx, rx, dest = udp_pair(client, server, rcvbuf_bytes=SEQUENCE_RCVBUF_BYTES)
     tx.setsockopt("IPPROTO_IP", "IP_TOS", tos)
     with pytest.warns(NetemLintWarning, match="ECN-capable"):
         handle = router.impair(seeded(router, "loss 20% ecn"), direction="to-server")
     with handle:
         job = rx.start_recv_sequence(duration_s=n / 4000 + 10, idle_s=1.0, record_tos=True)
         tx.send_sequence(n, size=64, rate_pps=4000, address=dest)
-        arrivals = job.wait()["arrivals"]
+        arrivals = arrivals_from(job.wait()["arrivals"])
     d = delivery(arrivals, n)
-    marked = sum(1 for a in arrivals if a[5] & 0x3 == 0x3)
+    assert all(a.tos is not None for a in arrivals), "record_tos: every arrival carries its TOS byte"
+    marked = sum(1 for a in arrivals if a.tos & 0x3 == 0x3)
     affected = marked if ect else d.lost
     assert (d.lost if ect else marked) == 0
     ok, interval = rate_in_interval(affected, n, 0.20)
@@ -199,7 +191,7 @@ def test_same_seed_drops_the_same_packets(client: Host, server: Host, router: Ro
     lost = []
     for seed in (42, 42, 43):
         with router.impair(f"loss 20% seed {seed}", direction="to-server"):
-            lost.append(delivery(run_sequence(client, server, 2000, 2000), 2000).lost_seqs)
+            lost.append(delivery(run_sequence(client, server, 2000, 2000).arrivals, 2000).lost_seqs)
     assert lost[0] == lost[1]
     assert lost[0] != lost[2]
     assert 0 < len(lost[0]) < 2000
@@ -208,8 +200,8 @@ def test_same_seed_drops_the_same_packets(client: Host, server: Host, router: Ro
 def test_one_direction_leaves_the_other_untouched(client: Host, server: Host, router: Router) -> None:
     """loss 50% to-server: server -> client traffic loses nothing; client -> server loses about half."""
     with router.impair(seeded(router, "loss 50%"), direction="to-server"):
-        back = delivery(run_sequence(server, client, 2000, 5000), 2000)
-        forth = delivery(run_sequence(client, server, 2000, 5000), 2000)
+        back = delivery(run_sequence(server, client, 2000, 5000).arrivals, 2000)
+        forth = delivery(run_sequence(client, server, 2000, 5000).arrivals, 2000)
     assert back.lost == 0
     lo, hi = wilson_interval(forth.lost, forth.sent)
     assert lo <= 0.5 <= hi
@@ -217,7 +209,7 @@ def test_one_direction_leaves_the_other_untouched(client: Host, server: Host, ro
 
 def test_clear_mid_traffic_loses_nothing(client: Host, server: Host, router: Router) -> None:
     """Clearing a 50 ms delay while datagrams are held loses none of them."""
-    tx, rx, dest = udp_pair(client, server)
+    tx, rx, dest = udp_pair(client, server, rcvbuf_bytes=SEQUENCE_RCVBUF_BYTES)
     router.impair("delay 50ms", direction="to-server")
     job = rx.start_recv_sequence(duration_s=10, idle_s=1.0)
     sender = client.start("send_sequence", fd=tx.fd, count=2000, size=64, rate_pps=2000, address=list(dest))
@@ -277,5 +269,5 @@ def test_context_manager_restores_the_previous_setting(router: Router) -> None:
 @pytest.mark.netem("delay 15ms", direction="to-server")
 def test_marker_applies_an_impairment(client: Host, server: Host) -> None:
     """@pytest.mark.netem configures the router before the test body runs."""
-    delays = one_way_delays_ms(run_sequence(client, server, 100, 1000))
+    delays = one_way_delays_ms(run_sequence(client, server, 100, 1000).arrivals)
     assert median(delays) >= 15.0

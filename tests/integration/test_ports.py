@@ -21,6 +21,7 @@ import pytest
 
 from netbed.errors import AgentError, RemoteOSError
 from netbed.host import Host, Router
+from netbed.measure import arrivals_from
 from netbed.remote_socket import RemoteSocket
 
 TELNET_PORT = 23
@@ -236,7 +237,7 @@ def test_reuseport_shares_a_port(client: Host, server: Host) -> None:
     for i in range(senders):
         client.socket(socket.AF_INET, socket.SOCK_DGRAM).send_sequence(
             1, address=(server.ipv4, port), first_seq=i)
-    received = [[a[0] for a in job.wait(timeout=10)["arrivals"]] for job in jobs]
+    received = [[a.seq for a in arrivals_from(job.wait(timeout=10)["arrivals"])] for job in jobs]
     assert sorted(received[0] + received[1]) == list(range(senders))
     assert all(received), f"one socket got everything: {received}"
 

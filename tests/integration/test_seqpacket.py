@@ -21,6 +21,7 @@ from conditions import Condition, impaired, params
 
 from netbed.errors import RemoteOSError
 from netbed.host import Host, Router
+from netbed.measure import arrivals_from
 from netbed.remote_socket import RemoteSocket
 
 SHARED_DIR = "/run/netbed-unix"
@@ -71,9 +72,9 @@ def test_unix_reliable_in_order(unix_pair: tuple[RemoteSocket, RemoteSocket]) ->
     sent = cli.send_sequence(count, size=200, timeout=20)
     got = receiver.wait(timeout=25)
     assert sent["sent"] == count and not sent["errors"]
-    arrivals = got["arrivals"]
-    assert [a[0] for a in arrivals] == list(range(count))
-    assert all(size == 200 and ok for _seq, _s, _r, size, ok in arrivals)
+    arrivals = arrivals_from(got["arrivals"])
+    assert [a.seq for a in arrivals] == list(range(count))
+    assert all(a.size_bytes == 200 and a.crc_ok for a in arrivals)
 
 
 @pytest.mark.property("seqpacket (AF_UNIX): long record truncated, not split")
@@ -144,9 +145,9 @@ def test_sctp_reliable_in_order(client: Host, server: Host, router: Router, cond
         sent = cli.send_sequence(count, size=200, address=address, timeout=40)
         got = receiver.wait(timeout=45)
     assert sent["sent"] == count and not sent["errors"], sent
-    arrivals = got["arrivals"]
-    assert [a[0] for a in arrivals] == list(range(count))
-    assert all(size == 200 and ok for _seq, _s, _r, size, ok in arrivals)
+    arrivals = arrivals_from(got["arrivals"])
+    assert [a.seq for a in arrivals] == list(range(count))
+    assert all(a.size_bytes == 200 and a.crc_ok for a in arrivals)
 
 
 @pytest.mark.property("seqpacket over IP (SCTP): long record delivered in parts up to MSG_EOR")

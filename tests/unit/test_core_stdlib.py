@@ -1,9 +1,9 @@
 """The code that runs in the router container and the VM loads nothing outside the standard library.
 
-The router image and the VM get no pip install: they copy `netbed_core`, `netbed_agent` and
-`netbed_router` as they are. Each is imported here alone, in a fresh interpreter that cannot
-see site-packages, and every module it loaded must be in `sys.stdlib_module_names` or be one
-of those three packages.
+The router image and the VM get no pip install: they copy `netbed_core`, `netbed_agent`,
+`netbed_router` (and the VM `netbed_testkit`) as they are. Each is imported here alone, in a
+fresh interpreter that cannot see site-packages, and every module it loaded must be in
+`sys.stdlib_module_names` or be one of those packages.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 SOURCES = [ROOT / "harness", ROOT / "services" / "agent", ROOT / "services" / "router"]
-OURS = {"netbed_core", "netbed_agent", "netbed_router"}
+OURS = {"netbed_core", "netbed_agent", "netbed_router", "netbed_testkit"}
 
 PROBE = """
 import importlib, json, pkgutil, sys

@@ -14,6 +14,7 @@ from netbed_core.netem import Netem
 from netbed_core.verdicts import NF_ACCEPT, NF_DROP
 from netbed_router.engine import L2_HEADER_BYTES, Engine, EngineConfig
 from netbed_router.randomness import dist_value
+from netbed_testkit.binomial import rate_in_interval, z_value
 
 MS = 1_000_000
 
@@ -49,11 +50,6 @@ def ipv4_udp(payload_len: int = 100, tos: int = 0, seq: int = 0) -> bytes:
     return bytes(hdr) + udp + bytes((seq + i) & 0xFF for i in range(payload_len))
 
 
-def ci99(n: int, p: float) -> tuple[float, float]:
-    half = 2.5758 * math.sqrt(n * p * (1 - p))
-    return n * p - half, n * p + half
-
-
 def run(engine: Engine, n: int, length: int = 100, data: bytes = b"", t: int = 0) -> list[bool]:
     """True per packet if dropped (all arriving at time t)."""
     out = []
@@ -71,8 +67,7 @@ def test_random_loss_rate_in_binomial_ci(pct: float) -> None:
     n = 50_000
     eng = Engine(EngineConfig.from_dict(spec(loss={"model": "random", "pct": pct, "correlation_pct": 0.0})))
     lost = sum(run(eng, n))
-    lo, hi = ci99(n, pct / 100)
-    assert lo <= lost <= hi
+    assert rate_in_interval(lost, n, pct / 100)[0]
     assert eng.stats.dropped_loss == lost and eng.stats.passed == n - lost
 
 
@@ -130,7 +125,7 @@ def test_gilbert_elliott_mean_burst_is_1_over_r() -> None:
     )
     b = bursts(run(eng, 200_000))
     sd = math.sqrt(1 - r) / r / math.sqrt(len(b))
-    assert abs(statistics.mean(b) - 1 / r) <= 2.5758 * sd, (statistics.mean(b), len(b))
+    assert abs(statistics.mean(b) - 1 / r) <= z_value(0.99) * sd, (statistics.mean(b), len(b))
     # Stationary loss rate p / (p + r).
     n, p = 200_000, 0.02
     assert abs(eng.stats.dropped_loss / n - p / (p + r)) < 0.01
@@ -152,8 +147,7 @@ def test_gilbert_elliott_good_state_loss_is_1_minus_k() -> None:
         )
     )
     lost = sum(run(eng, n))  # never leaves the good state
-    lo, hi = ci99(n, 0.05)
-    assert lo <= lost <= hi
+    assert rate_in_interval(lost, n, 0.05)[0]
 
 
 def test_4state_isolated_losses() -> None:
@@ -197,7 +191,7 @@ def test_4state_burst_periods() -> None:
     )
     b = bursts(run(eng, 200_000))
     sd = math.sqrt(1 - p31) / p31 / math.sqrt(len(b))
-    assert abs(statistics.mean(b) - 1 / p31) <= 2.5758 * sd
+    assert abs(statistics.mean(b) - 1 / p31) <= z_value(0.99) * sd
 
 
 # -- determinism ---------------------------------------------------------------------------
@@ -286,8 +280,7 @@ def test_reorder_probability_without_gap() -> None:
         )
     )
     immediate = sum(eng.on_packet(i, b"", 100, 0) for i in range(n))
-    lo, hi = ci99(n, 0.25)
-    assert lo <= immediate <= hi
+    assert rate_in_interval(immediate, n, 0.25)[0]
 
 
 # -- delay -----------------------------------------------------------------------------------
@@ -413,8 +406,7 @@ def test_duplicate_copy_is_identical_and_rate_in_ci() -> None:
     pkt = ipv4_udp(50)
     for i in range(n):
         assert eng.on_packet(i, pkt, len(pkt), 0)
-    lo, hi = ci99(n, 0.2)
-    assert lo <= len(eng.inject) <= hi and eng.stats.duplicated == len(eng.inject)
+    assert rate_in_interval(len(eng.inject), n, 0.2)[0] and eng.stats.duplicated == len(eng.inject)
     assert all(c == pkt for c in eng.inject)
 
 

@@ -109,6 +109,20 @@ def test_rate_in_interval() -> None:
     assert not stats.rate_in_interval(650, 10_000, 0.05)[0]
 
 
+@pytest.mark.parametrize(("n", "p"), [(3000, 0.10), (10_000, 0.10), (4000, 0.30), (400, 0.05)])
+def test_rate_in_interval_is_the_count_acceptance_test(n: int, p: float) -> None:
+    """p lies in the Wilson interval of k/n exactly when k lies in n p +- z sqrt(n p (1 - p))
+    (the score test the Wilson interval inverts), for every k away from the two edges, so
+    the namespace tests and the VM checks lost nothing when their normal-approximation
+    count intervals gave way to rate_in_interval."""
+    z = stats.z_value(0.99)
+    half = z * math.sqrt(n * p * (1 - p))
+    for k in range(n + 1):
+        if abs(abs(k - n * p) - half) < 1e-6:
+            continue  # on the boundary itself, floating point decides
+        assert stats.rate_in_interval(k, n, p)[0] == (abs(k - n * p) <= half), k
+
+
 def test_wilson_coverage_simulated() -> None:
     """Simulated coverage of the 99 % Wilson interval at p = 0.05, n = 400 is near 99 %
     (fixed seed; 2000 trials)."""

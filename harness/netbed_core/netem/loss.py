@@ -51,7 +51,7 @@ class LossModel(Section):
                              expected="an object or null")
         model = data.get("model")
         models = cls.models()
-        if model not in models:
+        if not isinstance(model, str) or model not in models:
             raise NetemError(f'netem: unknown loss model {model!r}: expected random, state or gemodel',
                              token=str(model), expected="random, state or gemodel")
         return build_from_dict(models[str(model)], "loss", data, skip=("model",))

@@ -12,7 +12,8 @@ from . import control, guard, netinit, protocol, system
 from .limits import LISTEN_BACKLOG, MAX_CONNECTIONS, MAX_LINE_BYTES
 
 #: Where the agent writes the address it listens on, for the health check.
-ADDRESS_FILE = "/run/netbed-agent.address"
+#: Where the agent writes "ADDRESS PORT" once it listens (the health check reads it).
+ADDRESS_FILE = os.environ.get("NETBED_AGENT_ADDRESS_FILE", "/run/netbed-agent.address")
 
 
 def main() -> int:

@@ -21,15 +21,11 @@ Only stdlib is used; subprocesses are run with argument lists, never through a s
 
 from __future__ import annotations
 
-import argparse
 import json
 import logging
-import os
 import subprocess
-import sys
 import threading
-import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from netbed_core.directions import DIRECTIONS
@@ -235,68 +231,3 @@ def _addresses(runner: Runner) -> list[dict[str, Any]]:
         raise RuntimeError(f"{' '.join(argv)} failed (exit {r.returncode}): {' '.join(r.stderr.split())}")
     addresses: list[dict[str, Any]] = json.loads(r.stdout or "[]")
     return addresses
-
-
-# --------------------------------------------------------------------------------------
-# A JSON-lines control loop (tests, benchmarks, manual use inside a router netns)
-# --------------------------------------------------------------------------------------
-def main(argv: Sequence[str] | None = None) -> int:
-    """``python3 -m netbed_router.backend_userspace --client-net4 ... --server-net4 ...``
-
-    Reads one JSON object per stdin line: ``{"op": "apply", "direction": ..., "spec": ...,
-    "match": ...}``, ``{"op": "clear", "direction": ...}``, ``{"op": "stats"}``,
-    ``{"op": "close"}``; answers one JSON line each: ``{"ok": true, "result": ...,
-    "t_done": monotonic seconds}`` or ``{"ok": false, "error": ...}``.
-    """
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
-    p.add_argument("--client-net4", default=os.environ.get("NETBED_CLIENT_NET4"))
-    p.add_argument("--server-net4", default=os.environ.get("NETBED_SERVER_NET4"))
-    p.add_argument("--client-net6", default=os.environ.get("NETBED_CLIENT_NET6"))
-    p.add_argument("--server-net6", default=os.environ.get("NETBED_SERVER_NET6"))
-    p.add_argument("--keep-offloads", action="store_true", help="do not run ethtool -K")
-    a = p.parse_args(argv)
-    if not (a.client_net4 and a.server_net4):
-        p.error("--client-net4 and --server-net4 (or NETBED_CLIENT_NET4/NETBED_SERVER_NET4) are required")
-    logging.basicConfig(level=logging.INFO, stream=sys.stderr)
-    backend = UserspaceBackend(
-        a.client_net4, a.server_net4, a.client_net6, a.server_net6, offloads_off=not a.keep_offloads
-    )
-    print(
-        json.dumps(
-            {
-                "ok": True,
-                "result": {"ready": True, "client_if": backend.client_if, "server_if": backend.server_if},
-            }
-        ),
-        flush=True,
-    )
-    try:
-        for line in sys.stdin:
-            if not line.strip():
-                continue
-            try:
-                req = json.loads(line)
-                op = req.get("op")
-                result: Any = None
-                if op == "apply":
-                    result = backend.apply(req["direction"], req["spec"], req.get("match"))
-                elif op == "clear":
-                    backend.clear(req["direction"])
-                elif op == "stats":
-                    result = backend.stats()
-                elif op == "close":
-                    backend.close()
-                    print(json.dumps({"ok": True, "result": None, "t_done": time.monotonic()}), flush=True)
-                    break
-                else:
-                    raise ValueError(f"op: unknown {op!r}")
-                print(json.dumps({"ok": True, "result": result, "t_done": time.monotonic()}), flush=True)
-            except Exception as exc:  # noqa: BLE001 - reported to the caller
-                print(json.dumps({"ok": False, "error": f"{type(exc).__name__}: {exc}"}), flush=True)
-    finally:
-        backend.close()
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())
