@@ -12,20 +12,8 @@ from netbed_core.netem import Netem
 from . import impairment
 from .agent import AgentConnection, error_from_reply
 from .impairment import Impairment
+from .job import Job
 from .remote_socket import RemoteSocket, family_name, type_name
-
-
-class Job:
-    """An operation running in the background on an agent."""
-
-    def __init__(self, host: Host, job_id: int, op: str) -> None:
-        self.host = host
-        self.id = job_id
-        self.op = op
-
-    def wait(self, timeout: float = 120.0) -> dict[str, Any]:
-        """The operation's result (or its error, raised), waiting up to `timeout` s."""
-        return self.host.call("job_wait", job=self.id, timeout=timeout)
 
 
 class Host:

@@ -12,14 +12,20 @@ router), so a typo fails before anything changes.
 from __future__ import annotations
 
 import warnings
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from netbed_core.directions import expand
 from netbed_core.netem import Netem, parse
 
-if TYPE_CHECKING:
-    from .host import Router
 
+class ImpairableRouter(Protocol):
+    """What an Impairment uses of its router (a ``netbed.host.Router``).
+
+    A protocol rather than an import of host.py, which imports this module (issue #11)."""
+
+    def call(self, op: str, /, **args: Any) -> dict[str, Any]: ...
+
+    def impair_status(self) -> dict[str, Any]: ...
 
 
 class NetemLintWarning(UserWarning):
@@ -29,7 +35,7 @@ class NetemLintWarning(UserWarning):
 class Impairment:
     """An applied impairment; as a context manager, restores what was there before."""
 
-    def __init__(self, router: Router, netem: Netem, direction: str, match: str | None,
+    def __init__(self, router: ImpairableRouter, netem: Netem, direction: str, match: str | None,
                  previous: dict[str, Any]) -> None:
         self.router = router
         self.netem = netem
@@ -53,7 +59,8 @@ class Impairment:
                 self.router.call("impair", direction=direction, spec=before["spec"], match=before["match"])
 
 
-def apply(router: Router, netem: str | Netem, direction: str = "both", match: str | None = None) -> Impairment:
+def apply(router: ImpairableRouter, netem: str | Netem, direction: str = "both",
+          match: str | None = None) -> Impairment:
     parsed = parse(netem) if isinstance(netem, str) else netem
     names = expand(direction)
     status = router.impair_status()

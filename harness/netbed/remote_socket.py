@@ -16,10 +16,9 @@ from __future__ import annotations
 import base64
 import socket
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
-if TYPE_CHECKING:
-    from .host import Host, Job
+from .job import Job
 
 Address = Any  # (host, port) for IP sockets, a path for AF_UNIX
 
@@ -59,10 +58,27 @@ class Message:
     address: Address
 
 
+class SocketHost(Protocol):
+    """What a RemoteSocket uses of its host (a ``netbed.host.Host``).
+
+    A protocol rather than an import of host.py, which imports this module (issue #11)."""
+
+    @property
+    def name(self) -> str: ...
+
+    def call(self, op: str, /, **args: Any) -> dict[str, Any]: ...
+
+    def start(self, op: str, **args: Any) -> Job: ...
+
+    def track(self, sock: RemoteSocket) -> None: ...
+
+    def untrack(self, sock: RemoteSocket) -> None: ...
+
+
 class RemoteSocket:
     """A socket held by an agent; the methods mirror `socket.socket`."""
 
-    def __init__(self, host: Host, fd: int, family: int | str, type: int | str) -> None:
+    def __init__(self, host: SocketHost, fd: int, family: int | str, type: int | str) -> None:
         self.host = host
         self.fd = fd
         self.family = family

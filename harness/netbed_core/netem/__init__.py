@@ -32,7 +32,7 @@ from .parse import parse
 from .registry import REGISTRY, Registry
 from .render import describe, to_tc_args, to_text
 from .scalars import Ecn, Limit, Partition, Seed
-from .section import Section, Tokens
+from .section import NetemView, Section, Tokens
 
 __all__ = [
     "REGISTRY",
@@ -45,6 +45,7 @@ __all__ = [
     "Loss",
     "Netem",
     "NetemError",
+    "NetemView",
     "Partition",
     "RandomLoss",
     "Rate",

@@ -13,13 +13,12 @@ Each section validates its own values. Standard library only.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import TYPE_CHECKING
 
 from .checks import NetemError
+from .delay import Delay
 from .loss import RandomLoss
-
-if TYPE_CHECKING:
-    from .model import Netem
+from .reorder import Reorder
+from .section import NetemView
 
 __all__ = ["check_model", "check_partition_alone"]
 
@@ -36,14 +35,18 @@ def check_partition_alone(seen: Mapping[str, str]) -> None:
         raise _partition_error(next(tok for kw, tok in seen.items() if kw != "partition"))
 
 
-def check_model(n: Netem) -> None:
-    """Raise :class:`NetemError` if the sections of ``n`` do not go together."""
+def check_model(n: NetemView) -> None:
+    """Raise :class:`NetemError` if the sections of ``n`` do not go together.
+
+    ``n`` is a :class:`~.section.NetemView` (model.py, which calls this, imports this module),
+    so the sections are narrowed with ``isinstance`` before their fields are read.
+    """
     if n.partition:
         others = [kw for kw in n.settings() if kw != "partition"]
         if others:
             raise _partition_error(others[0])
-    if n.reorder is not None:
-        if n.reorder.pct > 0 and (n.delay is None or n.delay.delay_ms == 0):
+    if isinstance(n.reorder, Reorder):
+        if n.reorder.pct > 0 and (not isinstance(n.delay, Delay) or n.delay.delay_ms == 0):
             raise NetemError(
                 'netem: "reorder" needs a delay: reordering sends some packets without the '
                 'delay, e.g. "delay 10ms reorder 25%"',

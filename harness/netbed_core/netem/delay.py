@@ -6,14 +6,11 @@ import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import Any, ClassVar
 
 from .checks import DELAY_DISTRIBUTIONS, MAX_DELAY_MS, NetemError, check_ms, check_pct, set_field
-from .section import Section, Tokens, correlation_warning, suggest
+from .section import NetemView, Section, Tokens, correlation_warning, suggest
 from .units import format_percent, format_time_ms
-
-if TYPE_CHECKING:
-    from .model import Netem
 
 __all__ = ["Delay"]
 
@@ -122,7 +119,7 @@ class Delay(Section):
             extra.append(self.distribution)
         return text + (f" ({', '.join(extra)})" if extra else "")
 
-    def lint(self, netem: Netem) -> list[str]:
+    def lint(self, netem: NetemView) -> list[str]:
         ms = format_time_ms
         out: list[str] = []
         if self.correlation_pct > 0 and self.jitter_ms == 0:

@@ -7,14 +7,11 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from decimal import Decimal
-from typing import TYPE_CHECKING, Any, ClassVar, Literal, TypeAlias
+from typing import Any, ClassVar, Literal, TypeAlias
 
 from .checks import NetemError, check_pct, set_field
-from .section import PCT, Section, Tokens, build_from_dict, plain, suggest
+from .section import PCT, NetemView, Section, Tokens, build_from_dict, plain, suggest
 from .units import format_percent, starts_like_signed_number
-
-if TYPE_CHECKING:
-    from .model import Netem
 
 __all__ = ["GemodelLoss", "Loss", "LossModel", "RandomLoss", "StateLoss"]
 
@@ -120,7 +117,7 @@ class RandomLoss(LossModel):
         corr = f" ({format_percent(self.correlation_pct)} correlated)" if self.correlation_pct else ""
         return f"loss {format_percent(self.pct)}{corr}"
 
-    def lint(self, netem: Netem) -> list[str]:
+    def lint(self, netem: NetemView) -> list[str]:
         out: list[str] = []
         if self.pct == 100:
             out.append('loss 100% drops every packet, so nothing else in this setting can be observed; '

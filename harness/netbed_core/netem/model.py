@@ -18,6 +18,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
 
+from . import render
 from .checks import (
     DEFAULT_LIMIT_PACKETS,
     DELAY_DISTRIBUTIONS,
@@ -144,14 +145,10 @@ class Netem:
 
     def to_tc_args(self) -> list[str]:
         """Shortcut for :func:`netbed_core.netem.render.to_tc_args`."""
-        from .render import to_tc_args
-
-        return to_tc_args(self)
+        return render.to_tc_args(self)
 
     def __str__(self) -> str:
-        from .render import to_text
-
-        return to_text(self)
+        return render.to_text(self)
 
 
 _ATTRIBUTES: tuple[str, ...] = tuple(f.name for f in fields(Netem) if f.name != "extra")

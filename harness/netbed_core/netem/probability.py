@@ -3,14 +3,11 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import Any, ClassVar
 
 from .checks import check_pct, set_field
-from .section import PCT, Section, Tokens, correlation_warning
+from .section import PCT, NetemView, Section, Tokens, correlation_warning
 from .units import format_percent
-
-if TYPE_CHECKING:
-    from .model import Netem
 
 __all__ = ["Corrupt", "Duplicate"]
 
@@ -42,7 +39,7 @@ class _Probability(Section):
         corr = f" ({format_percent(self.correlation_pct)} correlated)" if self.correlation_pct else ""
         return f"{self.key} {format_percent(self.pct)}{corr}"
 
-    def lint(self, netem: Netem) -> list[str]:
+    def lint(self, netem: NetemView) -> list[str]:
         out: list[str] = []
         if self.pct == 0:
             out.append(f"{self.key} 0% does nothing; remove it.")

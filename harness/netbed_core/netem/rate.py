@@ -3,14 +3,11 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import Any, ClassVar
 
 from .checks import FULL_PACKET_BYTES, S32_MAX, U32_MAX, U64_MAX, NetemError, check_int
-from .section import Section, Tokens
+from .section import NetemView, Section, Tokens
 from .units import UnitError, format_rate, format_rate_human, parse_rate_bits
-
-if TYPE_CHECKING:
-    from .model import Netem
 
 __all__ = ["FAST_RATE_BITS_PER_S", "Rate"]
 
@@ -89,7 +86,7 @@ class Rate(Section):
         text = f"rate {format_rate_human(self.bits_per_s)}"
         return text + (f" ({', '.join(extra)})" if extra else "")
 
-    def lint(self, netem: Netem) -> list[str]:
+    def lint(self, netem: NetemView) -> list[str]:
         out: list[str] = []
         if self.cell_overhead_bytes != 0 and self.cell_size_bytes == 0:
             out.append("rate CELLOVERHEAD does nothing without a CELLSIZE; remove it or give a cell size.")

@@ -9,17 +9,19 @@
 * :func:`describe` -- a short human summary for logs and reports.
 
 Each is a loop over the sections (:meth:`Netem.sections`, in registry order); what a section
-looks like is said by the section itself. Standard library only.
+looks like is said by the section itself. The functions take a :class:`~.section.NetemView`
+(a ``Netem`` is one) rather than importing model.py, so that model.py's ``to_tc_args()`` and
+``__str__`` can import this module at the top without an import circle. Standard library only.
 """
 
 from __future__ import annotations
 
-from .model import Netem
+from .section import NetemView
 
 __all__ = ["describe", "to_tc_args", "to_text"]
 
 
-def to_tc_args(netem: Netem) -> list[str]:
+def to_tc_args(netem: NetemView) -> list[str]:
     """The exact tokens for ``tc qdisc replace dev X root netem <tokens>``.
 
     Canonical order: ``limit delay [distribution] loss duplicate corrupt reorder [gap] rate slot
@@ -29,12 +31,12 @@ def to_tc_args(netem: Netem) -> list[str]:
     return [arg for section in netem.sections() for arg in section.tc_args()]
 
 
-def to_text(netem: Netem) -> str:
+def to_text(netem: NetemView) -> str:
     """netbed syntax for ``netem``: parses back to an equal model (``""`` when pristine)."""
     return " ".join(arg for section in netem.sections() for arg in section.text_args())
 
 
-def describe(netem: Netem) -> str:
+def describe(netem: NetemView) -> str:
     """A short one-line human summary, e.g. ``"delay 100ms ±10ms (normal), loss 1%, rate 10Mbit/s"``.
 
     Sections in registry order, settings that change no packet (limit, seed) last.

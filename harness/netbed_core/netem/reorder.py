@@ -4,14 +4,11 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import Any, ClassVar
 
 from .checks import U32_MAX, NetemError, check_int, check_pct, set_field
-from .section import PCT, Section, Tokens, correlation_warning
+from .section import PCT, NetemView, Section, Tokens, correlation_warning
 from .units import format_percent
-
-if TYPE_CHECKING:
-    from .model import Netem
 
 __all__ = ["Reorder"]
 
@@ -78,7 +75,7 @@ class Reorder(Section):
             extra.append(f"gap {self.gap}")
         return f"reorder {format_percent(self.pct)}" + (f" ({', '.join(extra)})" if extra else "")
 
-    def lint(self, netem: Netem) -> list[str]:
+    def lint(self, netem: NetemView) -> list[str]:
         out: list[str] = []
         if self.pct == 0:
             out.append("reorder 0% does nothing: netem only reorders with a reorder percentage above 0 "

@@ -9,14 +9,13 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import Any, ClassVar
 
 from .checks import DEFAULT_LIMIT_PACKETS, FULL_PACKET_BYTES, U32_MAX, U64_MAX, NetemError, check_int
-from .section import Section, Tokens
+from .delay import Delay
+from .rate import Rate
+from .section import NetemView, Section, Tokens
 from .units import format_rate_human, format_time_ms, parse_size_bytes
-
-if TYPE_CHECKING:
-    from .model import Netem
 
 __all__ = ["Ecn", "Limit", "Partition", "Seed"]
 
@@ -109,9 +108,9 @@ class Limit(_Plain):
     def describe(self) -> str | None:
         return f"limit {self.packets} packets" if self.is_set() else None
 
-    def lint(self, netem: Netem) -> list[str]:
+    def lint(self, netem: NetemView) -> list[str]:
         rate, d = netem.rate, netem.delay
-        if rate is None or d is None or d.delay_ms <= 0:
+        if not isinstance(rate, Rate) or not isinstance(d, Delay) or d.delay_ms <= 0:
             return []
         window_ms = d.delay_ms + d.jitter_ms
         in_flight = rate.bits_per_s / 8 * (window_ms / 1000) / FULL_PACKET_BYTES
@@ -140,7 +139,7 @@ class Ecn(_Flag):
     def describe(self) -> str | None:
         return "ECN marks instead of drops" if self.enabled else None
 
-    def lint(self, netem: Netem) -> list[str]:
+    def lint(self, netem: NetemView) -> list[str]:
         if not self.enabled:
             return []
         return ["ecn only marks packets of ECN-capable flows (ECT set); packets of other flows are "

@@ -8,6 +8,13 @@ arguments and as a summary, lint itself, give its dict (wire) form and say what
 order; the parser, the renderer, lint, the dict form, the router's engine and read-back are
 loops over that list. Rules that span sections live in :mod:`netbed_core.netem.combine`.
 How to add one: docs/extending.md. Standard library only.
+
+:class:`NetemView` is the whole setting as a section's ``lint``, the cross-section checks and
+the renderer see it. It is a protocol, not :class:`~netbed_core.netem.model.Netem` itself,
+because model.py imports every section: a section importing model.py back (even only for
+type checking) would make the package's import graph a circle (issue #11). The view names
+the sections' attributes as ``object``, so this module needs no section module either;
+code that reads a section's fields narrows with ``isinstance`` first.
 """
 
 from __future__ import annotations
@@ -15,7 +22,7 @@ from __future__ import annotations
 import difflib
 from collections.abc import Mapping, Sequence
 from dataclasses import MISSING, fields, is_dataclass
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import Any, ClassVar, Protocol
 
 from .checks import MAX_DELAY_MS, MAX_SLOT_MS, NetemError
 from .units import (
@@ -28,10 +35,7 @@ from .units import (
     starts_like_signed_number,
 )
 
-if TYPE_CHECKING:
-    from .model import Netem
-
-__all__ = ["PCT", "Section", "Tokens", "build_from_dict", "correlation_warning", "plain", "suggest"]
+__all__ = ["PCT", "NetemView", "Section", "Tokens", "build_from_dict", "correlation_warning", "plain", "suggest"]
 
 PCT = "a percentage like 1%"
 
@@ -121,7 +125,7 @@ class Section:
         """A short human phrase for summaries, or None to say nothing."""
         raise NotImplementedError
 
-    def lint(self, netem: Netem) -> list[str]:
+    def lint(self, netem: NetemView) -> list[str]:
         """Warnings about this section; ``netem`` is the whole setting, for context."""
         return []
 
@@ -129,6 +133,46 @@ class Section:
         """Entries of the ``options`` object ``tc -j qdisc show`` prints for this section
         (times in seconds, percentages as fractions, rates in bytes per second)."""
         return {}
+
+
+class NetemView(Protocol):
+    """What lint, :func:`~netbed_core.netem.combine.check_model` and the renderer read of a
+    :class:`~netbed_core.netem.model.Netem` (which satisfies this protocol).
+
+    The typed section attributes are ``object`` here (a ``Delay | None``, ... on ``Netem``):
+    narrow with ``isinstance`` before reading a field. A section without an attribute of its
+    own is read with :meth:`raw`.
+    """
+
+    @property
+    def delay(self) -> object: ...
+
+    @property
+    def loss(self) -> object: ...
+
+    @property
+    def reorder(self) -> object: ...
+
+    @property
+    def rate(self) -> object: ...
+
+    @property
+    def ecn(self) -> bool: ...
+
+    @property
+    def partition(self) -> bool: ...
+
+    def raw(self, section: type[Section]) -> object:
+        """The attribute value of ``section`` (its default when absent)."""
+        ...
+
+    def sections(self) -> list[Section]:
+        """The sections present, in registry order."""
+        ...
+
+    def settings(self) -> list[str]:
+        """Keywords of the settings that differ from the defaults, in canonical order."""
+        ...
 
 
 def correlation_warning(name: str, corr_pct: float) -> str:

@@ -4,14 +4,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import Any, ClassVar
 
 from .checks import S32_MAX, NetemError, check_int, check_ms, set_field
-from .section import Section, Tokens
+from .section import NetemView, Section, Tokens
 from .units import UnitError, format_time_ms, parse_size_bytes
-
-if TYPE_CHECKING:
-    from .model import Netem
 
 __all__ = ["Slot"]
 
@@ -187,7 +184,7 @@ class Slot(Section):
             extra.append(f"≤{self.max_bytes} bytes")
         return text + (f" ({', '.join(extra)})" if extra else "")
 
-    def lint(self, netem: Netem) -> list[str]:
+    def lint(self, netem: NetemView) -> list[str]:
         spacing = self.min_delay_ms if self.distribution is None else (self.delay_ms or 0.0)
         if spacing >= _SLOT_MIN_MS:
             return []
