@@ -41,9 +41,20 @@ def docker_compose_file() -> str | list[str]:
     return str(COMPOSE_FILE)
 
 
+def xdist_worker(config: pytest.Config) -> str | None:
+    """The pytest-xdist worker id ("gw0", ...) of this process, or None outside xdist."""
+    workerinput = getattr(config, "workerinput", None)
+    return None if workerinput is None else str(workerinput["workerid"])
+
+
 @pytest.fixture(scope="session")
 def docker_compose_project_name(pytestconfig: pytest.Config) -> str:
-    return str(pytestconfig.getoption("--netbed-instance") or os.environ.get("NETBED_INSTANCE", DEFAULT_INSTANCE))
+    """The instance name. Under pytest-xdist every worker gets its own testbed, INSTANCE-gwN:
+    one router per worker, so no worker overwrites another's impairments (a shared router
+    would make the results depend on which tests happen to run at the same time)."""
+    base = str(pytestconfig.getoption("--netbed-instance") or os.environ.get("NETBED_INSTANCE", DEFAULT_INSTANCE))
+    worker = xdist_worker(pytestconfig)
+    return base if worker is None else f"{base}-{worker}"
 
 
 @pytest.fixture(scope="session")

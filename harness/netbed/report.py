@@ -30,6 +30,9 @@ import pytest
 
 PROPERTY_MARK = "property"
 CONDITION_MARK = "condition"
+#: Keys of the (property, condition) pair each property-marked test report carries (user_properties).
+PROPERTY_KEY = "netbed_property"
+CONDITION_KEY = "netbed_condition"
 #: Columns in this order when present; any other condition follows in order of appearance.
 PREFERRED_ORDER = ("clean", "loss", "delay+jitter", "reorder", "duplicate", "corrupt", "rate", "partition")
 REPORT_DIR = "reports"
@@ -108,18 +111,27 @@ class ConformanceReport:
         self.written: list[Path] = []
 
     # -- collection of outcomes ------------------------------------------------------
+    # The property and condition travel on each report (user_properties), and outcomes are
+    # collected from the reports, not the items: under pytest-xdist the items live in the
+    # workers and only the reports reach the controller, which writes the one whole table.
     @pytest.hookimpl(wrapper=True)
     def pytest_runtest_makereport(self, item: pytest.Item, call: pytest.CallInfo[None]) -> Generator[
             None, pytest.TestReport, pytest.TestReport]:
         report = yield
         prop = property_of(item)
-        if prop is None:
-            return report
-        result = self.results.get(item.nodeid)
-        if result is None:
-            result = self.results[item.nodeid] = Result(item.nodeid, prop, condition_of(item))
-        self._update(result, report)
+        if prop is not None:
+            report.user_properties.extend([(PROPERTY_KEY, prop), (CONDITION_KEY, condition_of(item))])
         return report
+
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        found = dict(p for p in report.user_properties if p[0] in (PROPERTY_KEY, CONDITION_KEY))
+        if PROPERTY_KEY not in found:
+            return
+        result = self.results.get(report.nodeid)
+        if result is None:
+            result = self.results[report.nodeid] = Result(report.nodeid, str(found[PROPERTY_KEY]),
+                                                          str(found[CONDITION_KEY]))
+        self._update(result, report)
 
     @staticmethod
     def _update(result: Result, report: pytest.TestReport) -> None:
@@ -236,6 +248,8 @@ class ConformanceReport:
         return [md, page]
 
     def pytest_sessionfinish(self, session: pytest.Session) -> None:
+        if hasattr(self.config, "workerinput"):
+            return  # an xdist worker: the controller writes the report from every worker's reports
         if any(r.outcome != "not run" for r in self.results.values()):
             self.written = self.write(Path(self.config.rootpath) / REPORT_DIR)
 
