@@ -181,7 +181,7 @@ REPORT_PROCESS_LINES = 20
 
 
 @pytest.hookimpl(hookwrapper=True, specname="pytest_runtest_makereport")
-def report_spawned_processes(item: pytest.Item, call: pytest.CallInfo[None]) -> Generator[None, Any, None]:
+def pytest_runtest_makereport_processes(item: pytest.Item, call: pytest.CallInfo[None]) -> Generator[None, Any, None]:
     """Attach the last lines each process the test spawned printed to a failing test's report.
 
     Runs before the per-test reset kills them (that is the teardown phase).
