@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from netbed.errors import CommandFailed, ProcessTimeout, RemoteOSError
+from netbed.errors import CommandFailed, HostNotRunning, ProcessTimeout, RemoteOSError
 from netbed.host import Host, Router
 from netbed.testbed import Testbed
 
@@ -176,3 +176,17 @@ def test_netbed_run_passes_the_exit_code_through(testbed: Testbed) -> None:
     proc = subprocess.run([netbed, "--instance", testbed.instance, "run", "server", "--",
                            "sh", "-c", "echo out; echo err >&2; exit 5"], capture_output=True, timeout=60)
     assert (proc.returncode, proc.stdout, proc.stderr) == (5, b"out\n", b"err\n")
+
+
+def test_run_on_a_stopped_host_names_the_host_and_the_instance(testbed: Testbed, server: Host) -> None:
+    container = testbed.containers()["server"]
+    container.stop(timeout=1)
+    try:
+        with pytest.raises(HostNotRunning) as caught:
+            server.run(["true"], timeout=5)
+        message = str(caught.value)
+        assert "server" in message and f"'{testbed.instance}'" in message and "exited" in message
+    finally:
+        container.start()
+        testbed.wait_ready()
+    assert server.run(["true"], timeout=10).returncode == 0
