@@ -13,7 +13,7 @@ from netbed_core.netem import Netem
 
 from . import impairment
 from .agent import AgentConnection, error_from_reply
-from .errors import AgentConnectionError, CommandFailed, HostNotRunning, ProcessTimeout
+from .errors import AgentConnectionError, AgentError, CommandFailed, HostNotRunning, ProcessTimeout
 from .impairment import Impairment
 from .process import Output, Process, RunResult
 from .remote_socket import RemoteSocket, family_name, type_name
@@ -152,6 +152,11 @@ class Host:
         A missing program raises RemoteOSError (errno ENOENT) naming it.
         """
         args = self._proc_args(argv, input, env, cwd)
+        if isinstance(timeout, bool) or not isinstance(timeout, int | float):
+            # AgentConnection converts the timeout itself (for its reply deadline): answer
+            # as the agent would, rather than with that conversion's ValueError.
+            raise AgentError(self.name, "proc_run", "bad_request",
+                             f"proc_run: argument 'timeout' must be a number, got {timeout!r}")
         reply = self._proc_call("proc_run", **args, timeout=timeout, max_output=max_output)
         out = Output.from_reply(reply)
         shown = list(args["argv"])

@@ -12,7 +12,7 @@ from agent_server import TOKEN, running_agent
 
 from netbed import cli
 from netbed.agent import AgentConnection
-from netbed.errors import CommandFailed, HostNotRunning, ProcessTimeout, RemoteOSError, TestbedNotRunning
+from netbed.errors import AgentError, CommandFailed, HostNotRunning, ProcessTimeout, RemoteOSError, TestbedNotRunning
 from netbed.host import Host
 from netbed.process import RunResult
 
@@ -66,10 +66,13 @@ def test_missing_program_raises_remote_oserror_naming_it(host: Host) -> None:
 
 
 def test_bad_types_are_bad_requests(host: Host) -> None:
-    for kwargs in ({"argv": "ls -l"}, {"argv": ["ls"], "env": {"A": 1}}, {"argv": ["ls"], "cwd": 3}):
+    for kwargs in ({"argv": "ls -l"}, {"argv": ["ls"], "env": {"A": 1}}, {"argv": ["ls"], "cwd": 3},
+                   {"argv": ["ls"], "timeout": "x"}, {"argv": ["ls"], "timeout": None},
+                   {"argv": ["ls"], "timeout": -1}):
         argv = kwargs.pop("argv")
-        with pytest.raises(Exception) as caught:
-            host.run(argv, timeout=5, **kwargs)  # type: ignore[arg-type]
+        kwargs.setdefault("timeout", 5)
+        with pytest.raises(AgentError) as caught:
+            host.run(argv, **kwargs)  # type: ignore[arg-type]
         assert getattr(caught.value, "kind", None) == "bad_request", caught.value
 
 
@@ -103,8 +106,8 @@ def test_a_stopped_host_is_named_with_its_instance() -> None:
 
     with running_agent() as server:
         conn = AgentConnection("server", *server.server_address[:2], TOKEN)
+    conn.close()  # the agent is gone (its listener closed): the next call must reconnect, and fails
     h = Host("server", conn, "", "", container=Container())
-    conn._resolve = None  # the server is gone: reconnecting fails
     with pytest.raises(HostNotRunning) as caught:
         h.run(["true"], timeout=5)
     assert isinstance(caught.value, TestbedNotRunning)
