@@ -14,6 +14,8 @@ import time
 
 import pytest
 from agent_server import Client, eventually, running_agent
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from netbed_agent import processes, protocol
 from netbed_agent.session import Session
@@ -228,3 +230,35 @@ def test_spawned_processes_per_connection_are_bounded(session: Session, monkeypa
     assert reply["error"]["kind"] == "busy"
     assert ok(call(session, "proc_close_all"))["killed"] == 2
     ok(call(session, "proc_spawn", argv=["true"]))
+
+
+# -- fuzzing the optional arguments (argv stays a harmless program) --------------------------
+
+_values = st.recursive(
+    st.none() | st.booleans() | st.integers(-(2**70), 2**70) | st.floats(allow_nan=False) | st.text(max_size=12),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=6), inner, max_size=3),
+    max_leaves=6,
+)
+_env = st.dictionaries(st.text(max_size=8), st.text(max_size=8) | _values, max_size=3) | _values
+_args = st.fixed_dictionaries({}, optional={
+    "env": _env, "cwd": st.sampled_from(["/", "/tmp", "", "/no/such", "\0"]) | _values,
+    "input": st.sampled_from(["", "aGk=", "!!"]) | _values, "max_output": _values,
+    "timeout": st.sampled_from([0, 0.01, 1]) | _values, "proc": _values, "signal": _values, "group": _values,
+})
+_DOCUMENTED = {"bad_request", "bad_handle", "busy", "timeout", "os_error"}
+
+
+@settings(max_examples=150, deadline=None, database=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(op=st.sampled_from(sorted(processes.OPS)), extra=_args)
+def test_fuzzed_process_arguments_never_cause_an_internal_error(op: str, extra: dict) -> None:
+    session = Session()
+    try:
+        args = dict(extra)
+        if op in ("proc_run", "proc_spawn"):
+            args["argv"] = [PY, "-c", "pass"]
+            args.pop("proc", None), args.pop("signal", None), args.pop("group", None)
+        reply = call(session, op, **args)
+        assert reply["ok"] or reply["error"]["kind"] in _DOCUMENTED, reply
+    finally:
+        session.clear()
+    assert len(session.processes) == 0
