@@ -29,6 +29,8 @@ def session() -> Session:
     s = Session()
     yield s
     s.clear()
+    # Every process released its slot and its output reservation (connections close asynchronously).
+    assert eventually(lambda: processes.BUDGET.reserved == 0), processes.BUDGET.reserved
 
 
 def call(session: Session, op: str, /, **args: object) -> dict:
@@ -262,3 +264,15 @@ def test_fuzzed_process_arguments_never_cause_an_internal_error(op: str, extra: 
     finally:
         session.clear()
     assert len(session.processes) == 0
+
+
+def test_output_buffers_are_bounded_agent_wide(session: Session, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(processes, "BUDGET", processes.OutputBudget(3000))
+    ok(call(session, "proc_spawn", argv=["sleep", "30"], max_output=1000))  # reserves 2000
+    reply = call(session, "proc_spawn", argv=["sleep", "30"], max_output=1000)
+    assert reply["error"]["kind"] == "busy" and "max_output" in reply["error"]["message"]
+    assert call(session, "proc_run", argv=["true"], max_output=1000, timeout=5)["error"]["kind"] == "busy"
+    assert ok(call(session, "proc_run", argv=["true"], max_output=500, timeout=5))["returncode"] == 0
+    ok(call(session, "proc_close_all"))
+    assert processes.BUDGET.reserved == 0
+    ok(call(session, "proc_spawn", argv=["true"], max_output=1000))

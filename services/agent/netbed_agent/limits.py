@@ -44,3 +44,6 @@ MAX_OUTPUT_BYTES = 8 * 1024 * 1024
 MAX_PROCESSES_PER_CONNECTION = 64
 #: Spawned processes held in the whole agent (all connections).
 MAX_RUNNING_PROCESSES = 256
+#: Output capture the whole agent may reserve, bytes (each process reserves twice
+#: its max_output, stdout and stderr): bounds the agent's memory whatever is asked.
+MAX_OUTPUT_BUFFERED_BYTES = 256 * 1024 * 1024

@@ -33,6 +33,7 @@ from .errors import OperationTimeout, RequestError
 from .limits import (
     DEFAULT_OUTPUT_BYTES,
     MAX_ARGV_ITEMS,
+    MAX_OUTPUT_BUFFERED_BYTES,
     MAX_OUTPUT_BYTES,
     MAX_PROCESSES_PER_CONNECTION,
     MAX_RUNNING_PROCESSES,
@@ -51,6 +52,30 @@ POLL_S = 0.2
 
 #: Spawned processes alive in the whole agent (all connections).
 _RUNNING = threading.BoundedSemaphore(MAX_RUNNING_PROCESSES)
+
+
+class OutputBudget:
+    """Bytes of output capture the whole agent may hold: each process reserves 2 x max_output."""
+
+    def __init__(self, total: int) -> None:
+        self.total = total
+        self.reserved = 0
+        self._lock = threading.Lock()
+
+    def reserve(self, nbytes: int, op: str) -> None:
+        with self._lock:
+            if self.reserved + nbytes > self.total:
+                raise RequestError(
+                    f"{op}: output buffers would exceed the agent's {self.total} bytes "
+                    f"({self.reserved} reserved); ask for a smaller max_output or close processes", kind="busy")
+            self.reserved += nbytes
+
+    def release(self, nbytes: int) -> None:
+        with self._lock:
+            self.reserved -= nbytes
+
+
+BUDGET = OutputBudget(MAX_OUTPUT_BUFFERED_BYTES)
 
 
 class Capture:
@@ -240,8 +265,17 @@ def op_proc_run(args: Args) -> dict[str, Any]:
     args.finish()
     session = args.session
     out, err = Capture(limit), Capture(limit)
+    BUDGET.reserve(2 * limit, args.op)
+    try:
+        return _run(session, argv, env, cwd, stdin_data, out, err, timeout, args.op)
+    finally:
+        BUDGET.release(2 * limit)
+
+
+def _run(session: Session, argv: list[str], env: dict[str, str], cwd: str | None, stdin_data: bytes,
+         out: Capture, err: Capture, timeout: float, op: str) -> dict[str, Any]:
     started = time.monotonic()
-    proc = _start(args.op, argv, env, cwd, stdin=bool(stdin_data))
+    proc = _start(op, argv, env, cwd, stdin=bool(stdin_data))
     # Owned by the session while it runs: a closed connection ends it too.
     session.processes.track_group(proc.pid)
     try:
@@ -313,9 +347,15 @@ class ProcessTable:
                 raise RequestError(f"{op}: the agent already runs {MAX_RUNNING_PROCESSES} processes", kind="busy")
             handle = next(self._ids)
         try:
+            BUDGET.reserve(2 * limit, op)
+        except BaseException:
+            _RUNNING.release()
+            raise
+        try:
             proc = _start(op, argv, env, cwd, stdin=bool(stdin_data))
         except BaseException:
             _RUNNING.release()
+            BUDGET.release(2 * limit)
             raise
         item = Spawned(handle, argv, proc, limit)
         with self._lock:
@@ -357,6 +397,7 @@ class ProcessTable:
             if not item.released:
                 item.released = True
                 _RUNNING.release()
+                BUDGET.release(2 * item.out.limit)
             if not group_alive(item.proc.pid):
                 self._groups.discard(item.proc.pid)
 
