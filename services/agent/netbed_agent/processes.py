@@ -265,11 +265,12 @@ def op_proc_run(args: Args) -> dict[str, Any]:
     args.finish()
     session = args.session
     out, err = Capture(limit), Capture(limit)
-    BUDGET.reserve(2 * limit, args.op)
+    budget = BUDGET
+    budget.reserve(2 * limit, args.op)
     try:
         return _run(session, argv, env, cwd, stdin_data, out, err, timeout, args.op)
     finally:
-        BUDGET.release(2 * limit)
+        budget.release(2 * limit)
 
 
 def _run(session: Session, argv: list[str], env: dict[str, str], cwd: str | None, stdin_data: bytes,
@@ -301,8 +302,10 @@ def _run(session: Session, argv: list[str], env: dict[str, str], cwd: str | None
 class Spawned:
     """One spawned process, its captured output and its pump thread."""
 
-    def __init__(self, handle: int, argv: list[str], proc: subprocess.Popen[bytes], limit: int) -> None:
+    def __init__(self, handle: int, argv: list[str], proc: subprocess.Popen[bytes], limit: int,
+                 budget: OutputBudget) -> None:
         self.handle = handle
+        self.budget = budget  # released into the budget it was reserved from
         self.argv = argv
         self.proc = proc
         self.out = Capture(limit)
@@ -346,8 +349,9 @@ class ProcessTable:
             if not _RUNNING.acquire(blocking=False):
                 raise RequestError(f"{op}: the agent already runs {MAX_RUNNING_PROCESSES} processes", kind="busy")
             handle = next(self._ids)
+        budget = BUDGET
         try:
-            BUDGET.reserve(2 * limit, op)
+            budget.reserve(2 * limit, op)
         except BaseException:
             _RUNNING.release()
             raise
@@ -355,9 +359,9 @@ class ProcessTable:
             proc = _start(op, argv, env, cwd, stdin=bool(stdin_data))
         except BaseException:
             _RUNNING.release()
-            BUDGET.release(2 * limit)
+            budget.release(2 * limit)
             raise
-        item = Spawned(handle, argv, proc, limit)
+        item = Spawned(handle, argv, proc, limit, budget)
         with self._lock:
             self._procs[handle] = item
             self._groups.add(proc.pid)
@@ -397,7 +401,7 @@ class ProcessTable:
             if not item.released:
                 item.released = True
                 _RUNNING.release()
-                BUDGET.release(2 * item.out.limit)
+                item.budget.release(2 * item.out.limit)
             if not group_alive(item.proc.pid):
                 self._groups.discard(item.proc.pid)
 
