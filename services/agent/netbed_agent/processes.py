@@ -47,6 +47,9 @@ HIDDEN_ENV = frozenset({"NETBED_AGENT_TOKEN"})
 #: After a kill, how long we keep reading what the process group wrote before
 #: it died (seconds): its pipes reach EOF as soon as the last writer is gone.
 DRAIN_AFTER_KILL_S = 1.0
+#: After a spawned process exits, how long proc_wait waits at most for its pipes to
+#: reach EOF (seconds; a loaded machine can take a while to schedule the reader).
+OUTPUT_SETTLE_S = 5.0
 #: How often blocked loops look at their stop conditions, seconds.
 POLL_S = 0.2
 
@@ -462,9 +465,10 @@ def op_proc_wait(args: Args) -> dict[str, Any]:
             if args.session.cancelled.is_set() or time.monotonic() >= deadline:
                 raise OperationTimeout(
                     f"process {handle} (pid {item.proc.pid}) still running after {timeout:g} s") from None
-    # Its output may still be in the pipes: read to EOF (a child that keeps them open
-    # is cut short after DRAIN_AFTER_KILL_S; its output so far is in the reply).
-    item.pumped.wait(DRAIN_AFTER_KILL_S)
+    # Its last output may still be in the pipes: wait for EOF, up to the caller's timeout
+    # (at least DRAIN_AFTER_KILL_S, at most OUTPUT_SETTLE_S: a child of its group that
+    # keeps the pipes open must not hold the reply; what it printed so far is in it).
+    item.pumped.wait(min(OUTPUT_SETTLE_S, max(DRAIN_AFTER_KILL_S, deadline - time.monotonic())))
     return item.state()
 
 
