@@ -20,12 +20,6 @@ export $(USER_VARS)
 
 .DEFAULT_GOAL := help
 
-# $(call shell_on,SERVICE): an interactive shell in that container, or a hint.
-define shell_on
-id=$$(docker ps -q --filter "label=io.netbed.instance=$$INSTANCE" --filter label=com.docker.compose.service=$(1)); \
-if [ -z "$$id" ]; then echo "netbed: no running $(1) in testbed '$$INSTANCE'; run \`make up\` first" >&2; exit 1; fi; \
-docker exec -it "$$id" bash
-endef
 .PHONY: help venv up down test test-unit test-kernel-netem readme-report status logs ps impair clear profiles \
         shell-client shell-router shell-server clean lint bench
 
@@ -62,14 +56,14 @@ logs: ## the agents' logs
 	@for c in $$(docker ps -a -q --filter "label=io.netbed.instance=$$INSTANCE"); do \
 	  echo "== $$(docker inspect -f '{{.Name}}' $$c)"; docker logs --tail 50 $$c; done
 
-shell-client: ## a shell on the client
-	@$(call shell_on,client)
+shell-client: $(STAMP) ## a shell on the client (needs a terminal; otherwise: netbed run client -- CMD)
+	@$(NETBED) --instance "$$INSTANCE" shell client
 
-shell-router: ## a shell on the router
-	@$(call shell_on,router)
+shell-router: $(STAMP) ## a shell on the router (needs a terminal; otherwise: netbed run router -- CMD)
+	@$(NETBED) --instance "$$INSTANCE" shell router
 
-shell-server: ## a shell on the server
-	@$(call shell_on,server)
+shell-server: $(STAMP) ## a shell on the server (needs a terminal; otherwise: netbed run server -- CMD)
+	@$(NETBED) --instance "$$INSTANCE" shell server
 
 impair: $(STAMP) ## impair the router: make impair ARGS='delay 40ms loss 10%' [DIR=to-server] [MATCH=udp:53]
 	@test -n "$$ARGS$$PROFILE" || { echo "usage: make impair ARGS='delay 40ms loss 10%' [DIR=to-server] [MATCH=udp:5000] | PROFILE=wan"; exit 2; }

@@ -1,4 +1,4 @@
-"""The `netbed` command: up, down, status, clean.
+"""The `netbed` command: up, down, status, impair, clear, run, shell, clean.
 
 Errors print one line saying what to do, never a traceback; the exit code
 is 1 for a netbed error, 2 for a usage error, 130 on Ctrl-C.
@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import shutil
 import signal
 import sys
 import warnings
@@ -19,7 +21,7 @@ from netbed_core.netem import NetemError
 from netbed_core.netem.render import describe
 
 from . import docker_api, reaper
-from .errors import NetbedError
+from .errors import NetbedError, ProcessTimeout
 from .profiles import load_profiles, resolve
 from .testbed import Testbed
 
@@ -147,8 +149,68 @@ def cmd_clean(opts: argparse.Namespace) -> int:
     return 0
 
 
+#: Hosts `run` and `shell` reach.
+HOSTS = ("client", "router", "server")
+#: `netbed run`'s default timeout, seconds: the agent's upper bound.
+RUN_TIMEOUT_S = 600.0
+#: Exit code when `netbed run` hits its timeout (as timeout(1) does).
+EXIT_TIMEOUT = 124
+
+
+def run_argv(words: list[str]) -> list[str]:
+    """The command after `--` (argparse.REMAINDER keeps a leading "--")."""
+    return words[1:] if words[:1] == ["--"] else list(words)
+
+
+def cmd_run(opts: argparse.Namespace) -> int:
+    argv = run_argv(opts.cmd)
+    if not argv:
+        print(f"netbed: run needs a command: `netbed run {opts.host} -- CMD [ARG...]`", file=sys.stderr)
+        return 2
+    tb = Testbed(opts.instance)
+    try:
+        result = tb.host(opts.host).run(argv, timeout=opts.timeout)
+    except ProcessTimeout as exc:
+        sys.stdout.buffer.write(exc.stdout)
+        sys.stdout.buffer.flush()
+        sys.stderr.buffer.write(exc.stderr)
+        print(f"netbed: {exc.host}: {argv!r} still running after {exc.timeout_s:g} s; killed", file=sys.stderr)
+        return EXIT_TIMEOUT
+    finally:
+        tb.close_connections()
+    sys.stdout.buffer.write(result.stdout)
+    sys.stdout.buffer.flush()
+    sys.stderr.buffer.write(result.stderr)
+    sys.stderr.buffer.flush()
+    if result.truncated:
+        print(f"netbed: output truncated: the first {result.stdout_dropped_bytes} bytes of stdout and "
+              f"{result.stderr_dropped_bytes} of stderr were dropped", file=sys.stderr)
+    # As a shell reports it: 128 + N for a process killed by signal N.
+    return result.returncode if result.returncode >= 0 else 128 - result.returncode
+
+
+def cmd_shell(opts: argparse.Namespace) -> int:
+    if not (sys.stdin.isatty() and sys.stdout.isatty()):
+        instance = opts.instance or "$NETBED_INSTANCE"
+        print(f"netbed: `netbed shell {opts.host}` needs a terminal (stdin and stdout are not one here); "
+              f"to run a command use `netbed --instance {instance} run {opts.host} -- CMD [ARG...]` "
+              "(`.venv/bin/netbed` in a checkout)", file=sys.stderr)
+        return 2
+    tb = Testbed(opts.instance)
+    container = tb.containers().get(opts.host)
+    if container is None or container.status != "running":
+        print(f"netbed: no running {opts.host} in testbed '{tb.instance}'; run `make up` first", file=sys.stderr)
+        return 1
+    docker = shutil.which("docker")
+    if docker is None:
+        print("netbed: the docker command is not on PATH; `netbed shell` runs `docker exec -it`", file=sys.stderr)
+        return 1
+    os.execv(docker, [docker, "exec", "-it", container.id, "bash"])
+    return 0  # not reached: exec replaces this process
+
+
 #: Commands that talk to the engine: each first removes what ended sessions left (reaper.py).
-_REAPING_COMMANDS = {"up", "down", "status", "impair", "clear", "clean"}
+_REAPING_COMMANDS = {"up", "down", "status", "impair", "clear", "run", "clean"}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -176,6 +238,18 @@ def build_parser() -> argparse.ArgumentParser:
     clear.set_defaults(func=cmd_clear)
     profiles = sub.add_parser("profiles", help="list the named impairment profiles")
     profiles.set_defaults(func=cmd_profiles)
+    run = sub.add_parser("run", help="run a command on a host; its exit code is ours",
+                         description="Runs CMD on HOST through its agent (no shell: use `sh -c '...'` for one); "
+                                     "its stdout and stderr go to ours once it ends; exit code passed through "
+                                     f"(128+N if killed by signal N, {EXIT_TIMEOUT} on timeout).")
+    run.add_argument("host", choices=HOSTS)
+    run.add_argument("--timeout", type=float, default=RUN_TIMEOUT_S, metavar="SECONDS",
+                     help=f"kill its process group after this long (default and at most {RUN_TIMEOUT_S:g})")
+    run.add_argument("cmd", nargs=argparse.REMAINDER, metavar="-- CMD [ARG...]")
+    run.set_defaults(func=cmd_run)
+    shell = sub.add_parser("shell", help="an interactive shell on a host (needs a terminal)")
+    shell.add_argument("host", choices=HOSTS)
+    shell.set_defaults(func=cmd_shell)
     clean = sub.add_parser("clean", help="remove everything labelled as any netbed testbed")
     clean.add_argument("--images", action="store_true", help="also remove the images netbed built")
     clean.set_defaults(func=cmd_clean)

@@ -65,3 +65,54 @@ class RemoteTimeout(AgentError, TimeoutError):
 
 class AgentConnectionError(NetbedError):
     """The control connection to an agent failed or was closed."""
+
+
+class HostNotRunning(TestbedNotRunning):
+    """A process operation was sent to a host whose container is not running."""
+
+    __test__ = False
+
+
+class ProcessError(NetbedError):
+    """A program run on a testbed host did not end as asked (see its subclasses)."""
+
+
+class CommandFailed(ProcessError):
+    """`run(..., check=True)` ended with a non-zero exit code.
+
+    Carries `host`, `argv`, `returncode`, `stdout` and `stderr` (bytes); the message
+    shows the command and the last lines of its stderr.
+    """
+
+    def __init__(self, host: str, argv: list[str], returncode: int, stdout: bytes, stderr: bytes) -> None:
+        tail = stderr_tail(stderr)
+        super().__init__(f"{host}: {argv!r} exited with {returncode}" + (f"; stderr ends:\n{tail}" if tail else
+                                                                        "; no stderr"))
+        self.host = host
+        self.argv = argv
+        self.returncode = returncode
+        self.stdout = stdout
+        self.stderr = stderr
+
+
+class ProcessTimeout(ProcessError, TimeoutError):
+    """`run` hit its timeout: the process group was killed.
+
+    Carries `host`, `argv`, `timeout_s` and the output printed before the kill
+    (`stdout`, `stderr`, bytes).
+    """
+
+    def __init__(self, host: str, argv: list[str], timeout_s: float, stdout: bytes, stderr: bytes) -> None:
+        tail = stderr_tail(stderr)
+        super().__init__(f"{host}: {argv!r} still running after {timeout_s:g} s; its process group was killed"
+                         + (f"; stderr ends:\n{tail}" if tail else ""))
+        self.host = host
+        self.argv = argv
+        self.timeout_s = timeout_s
+        self.stdout = stdout
+        self.stderr = stderr
+
+
+def stderr_tail(stderr: bytes, lines: int = 10) -> str:
+    """The last `lines` lines of a process's stderr, as text (undecodable bytes replaced)."""
+    return "\n".join(stderr.decode("utf-8", "replace").rstrip("\n").splitlines()[-lines:])

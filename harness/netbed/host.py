@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import base64
 import socket
 import threading
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from netbed_core.direction_stats import DirectionStats, total
@@ -11,8 +13,10 @@ from netbed_core.netem import Netem
 
 from . import impairment
 from .agent import AgentConnection, error_from_reply
+from .errors import AgentConnectionError, AgentError, CommandFailed, HostNotRunning, ProcessTimeout
 from .impairment import Impairment
 from .job import Job
+from .process import Output, Process, RunResult
 from .remote_socket import RemoteSocket, family_name, type_name
 
 
@@ -27,6 +31,7 @@ class Host:
         self.container = container
         self._conn = conn
         self._open: set[RemoteSocket] = set()
+        self._processes: set[Process] = set()
         self._lock = threading.Lock()
 
     def __repr__(self) -> str:
@@ -93,12 +98,106 @@ class Host:
     def info(self) -> dict[str, Any]:
         return self.call("info")
 
-    def exec(self, argv: list[str]) -> tuple[int, str]:
-        """Run a command in the container (docker exec); returns (exit code, output)."""
-        if self.container is None:
-            raise RuntimeError(f"{self.name}: no container handle for exec")
-        code, output = self.container.exec_run(argv)
-        return int(code), output.decode("utf-8", "replace")
+    # -- programs (harness/netbed/process.py, the agent's proc_* operations) ----------
+    @property
+    def instance(self) -> str:
+        """The testbed instance this host belongs to ("?" without a container handle)."""
+        labels = getattr(self.container, "labels", None) or {}
+        return str(labels.get("io.netbed.instance", "?"))
+
+    def _proc_call(self, op: str, **args: Any) -> dict[str, Any]:
+        try:
+            return self.call(op, **args)
+        except AgentConnectionError as exc:
+            raise HostNotRunning(
+                f"cannot run a program on {self.name} in testbed '{self.instance}': {exc}") from exc
+
+    @staticmethod
+    def _proc_args(argv: Sequence[str], input: bytes | None, env: Mapping[str, str] | None,
+                   cwd: str | None) -> dict[str, Any]:
+        # Sent as given: the agent checks the types and answers bad_request by name.
+        args: dict[str, Any] = {"argv": list(argv) if isinstance(argv, list | tuple) else argv}
+        if input is not None:
+            if not isinstance(input, bytes | bytearray | memoryview):
+                raise TypeError(f"input must be bytes, got {type(input).__name__}")
+            args["input"] = base64.b64encode(bytes(input)).decode("ascii")
+        if env is not None:
+            args["env"] = dict(env) if isinstance(env, Mapping) else env
+        if cwd is not None:
+            args["cwd"] = cwd
+        return args
+
+    def run(self, argv: Sequence[str], *, timeout: float, input: bytes | None = None,
+            env: Mapping[str, str] | None = None, cwd: str | None = None, check: bool = False,
+            max_output: int | None = None) -> RunResult:
+        """Run `argv` on this host to completion (no shell: pass ["sh", "-c", ...] for one).
+
+        timeout: seconds (at most 600), enforced inside the host: the process group is
+        killed and ProcessTimeout (a TimeoutError carrying the output so far) raised.
+        env: variables added to (or replacing) the host's environment, verbatim.
+        check: raise CommandFailed on a non-zero exit.  max_output: bytes kept per
+        stream (default 1 MiB, the last ones; see RunResult.truncated).
+        A missing program raises RemoteOSError (errno ENOENT) naming it.
+        """
+        args = self._proc_args(argv, input, env, cwd)
+        if isinstance(timeout, bool) or not isinstance(timeout, int | float):
+            # AgentConnection converts the timeout itself (for its reply deadline): answer
+            # as the agent would, rather than with that conversion's ValueError.
+            raise AgentError(self.name, "proc_run", "bad_request",
+                             f"proc_run: argument 'timeout' must be a number, got {timeout!r}")
+        reply = self._proc_call("proc_run", **args, timeout=timeout, max_output=max_output)
+        out = Output.from_reply(reply)
+        shown = list(args["argv"])
+        if reply.get("timed_out"):
+            raise ProcessTimeout(self.name, shown, float(timeout), out.stdout, out.stderr)
+        result = RunResult(out.stdout, out.stderr, out.stdout_dropped_bytes, out.stderr_dropped_bytes,
+                           argv=tuple(shown), returncode=int(reply["returncode"]),
+                           duration_s=float(reply["duration_s"]), pid=int(reply["pid"]))
+        if check and result.returncode != 0:
+            raise CommandFailed(self.name, shown, result.returncode, result.stdout, result.stderr)
+        return result
+
+    def spawn(self, argv: Sequence[str], *, input: bytes | None = None, env: Mapping[str, str] | None = None,
+              cwd: str | None = None, max_output: int | None = None) -> Process:
+        """Start `argv` in the background on this host, in its own process group.
+
+        The Process is killed (by group) on `kill()`, on leaving its `with` block, when
+        this host's agent connection closes, and at the end of the test (pytest plugin).
+        max_output: bytes kept per stream (default 1 MiB, the last ones).
+        """
+        args = self._proc_args(argv, input, env, cwd)
+        reply = self._proc_call("proc_spawn", **args, max_output=max_output)
+        proc = Process(self, int(reply["proc"]), int(reply["pid"]), list(args["argv"]))
+        with self._lock:
+            self._processes.add(proc)
+        return proc
+
+    @property
+    def processes(self) -> list[Process]:
+        """The processes spawned through this Host and not killed yet."""
+        with self._lock:
+            return sorted(self._processes, key=lambda p: p.handle)
+
+    def untrack_process(self, proc: Process) -> None:
+        with self._lock:
+            self._processes.discard(proc)
+
+    def kill_processes(self) -> int:
+        """Kill (by process group) every process this host's connection started (per-test cleanup)."""
+        with self._lock:
+            for proc in self._processes:
+                proc.closed = True
+            self._processes.clear()
+        return int(self.call("proc_close_all")["killed"])
+
+    def exec(self, argv: list[str], timeout: float = 60.0) -> tuple[int, str]:
+        """Run a command; returns (exit code, stdout then stderr as text).
+
+        Kept for existing callers; new code should use `run`, which keeps the
+        streams apart.  Since `run` exists this no longer uses `docker exec`.
+        """
+        result = self.run(argv, timeout=timeout)
+        return result.returncode, result.stdout_text + result.stderr_text
 
     def close(self) -> None:
         self._conn.close()
@@ -144,4 +243,4 @@ class Router(Host):
         return total(self.impair_counters().values())
 
 
-__all__ = ["Host", "Job", "Router", "error_from_reply"]
+__all__ = ["Host", "Job", "Process", "Router", "RunResult", "error_from_reply"]

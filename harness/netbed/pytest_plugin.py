@@ -100,8 +100,9 @@ def netbed_session(
 
 
 def reset_testbed(tb: Testbed) -> None:
-    """Return every host to a known state: no sockets, pristine router."""
+    """Return every host to a known state: no processes, no sockets, pristine router."""
     for host in tb.hosts.values():
+        host.kill_processes()  # by process group: whatever the test spawned is gone
         host.close_all_sockets()
     tb.router.reset()
 
@@ -177,6 +178,37 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
         except Exception as exc:  # noqa: BLE001 - reporting must not mask the failure
             status = {"error": str(exc)}
         report.sections.append(("netbed router impairment", json.dumps(status, indent=2)))
+
+
+#: Lines of each stream a failing test's report shows per spawned process.
+REPORT_PROCESS_LINES = 20
+
+
+@pytest.hookimpl(hookwrapper=True, specname="pytest_runtest_makereport")
+def pytest_runtest_makereport_processes(item: pytest.Item, call: pytest.CallInfo[None]) -> Generator[None, Any, None]:
+    """Attach the last lines each process the test spawned printed to a failing test's report.
+
+    Runs before the per-test reset kills them (that is the teardown phase).
+    """
+    outcome = yield
+    report = outcome.get_result()
+    if report.when != "call" or not report.failed:
+        return
+    tb = getattr(item, "funcargs", {}).get("testbed")
+    if not isinstance(tb, Testbed):
+        return
+    try:
+        hosts = list(tb.hosts.values())
+    except Exception:  # noqa: BLE001 - reporting must not mask the failure
+        return
+    for host in hosts:
+        for proc in host.processes:
+            try:
+                text = proc.output().tail(REPORT_PROCESS_LINES)
+                state = "running" if proc.returncode is None else f"exit {proc.returncode}"
+            except Exception as exc:  # noqa: BLE001 - reporting must not mask the failure
+                text, state = str(exc), "unknown"
+            report.sections.append((f"netbed process on {host.name}: {proc.argv!r} pid {proc.pid} ({state})", text))
 
 
 @pytest.fixture

@@ -28,6 +28,7 @@ PACKAGE_DIRS = {
 
 KNOWN_AGENT_CYCLE = frozenset({
     "netbed_agent.args", "netbed_agent.session", "netbed_agent.jobs", "netbed_agent.sockets",
+    "netbed_agent.processes",
 })
 """The one cycle allowed for now: args -> session -> jobs/sockets -> args, all under
 TYPE_CHECKING. Another branch is reworking services/agent. Removed after the process API merge."""

@@ -33,3 +33,17 @@ MAX_ECHO_CONNECTIONS = 128
 MAX_TIMEOUT_S = 600.0
 #: Longest wait for a connection's background work to stop after it closes, seconds.
 CLEANUP_WAIT_S = 2.0
+#: Items in a process's argv (the request line, 2 MiB, bounds their total size).
+MAX_ARGV_ITEMS = 4096
+#: Bytes of each output stream (stdout, stderr) kept per process by default: the
+#: last ones; the reply says how many were dropped before them.
+DEFAULT_OUTPUT_BYTES = 1024 * 1024
+#: Largest `max_output` a request may ask for, bytes per stream.
+MAX_OUTPUT_BYTES = 8 * 1024 * 1024
+#: Spawned processes one connection may hold (running, or ended and not closed).
+MAX_PROCESSES_PER_CONNECTION = 64
+#: Spawned processes held in the whole agent (all connections).
+MAX_RUNNING_PROCESSES = 256
+#: Output capture the whole agent may reserve, bytes (each process reserves twice
+#: its max_output, stdout and stderr): bounds the agent's memory whatever is asked.
+MAX_OUTPUT_BUFFERED_BYTES = 256 * 1024 * 1024

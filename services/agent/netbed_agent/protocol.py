@@ -25,7 +25,7 @@ import traceback
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from . import sockets, system, workloads
+from . import processes, sockets, system, workloads
 from .args import Args
 from .errors import OperationTimeout, RequestError
 from .jobs import make_ops
@@ -333,4 +333,5 @@ def default_ops() -> None:
     register(sockets.OPS)
     register(workloads.OPS)
     register(system.OPS)
+    register(processes.OPS)
     register(make_ops(dispatch))

@@ -1,10 +1,11 @@
-"""What one control connection owns: its sockets, its jobs, its background threads.
+"""What one control connection owns: its sockets, jobs, processes, background threads.
 
 Everything a request creates belongs to the connection that sent it.  When
 that connection closes (or it sends `close_all`, or `reset`), the session is
 cleared: sockets are shut down (which wakes any call blocked on them) and
-closed, running jobs are told to stop, finished results are dropped.  So no
-client can leave sockets, jobs or blocked threads behind.
+closed, running jobs are told to stop, finished results are dropped, every
+process group it started is killed (SIGKILL).  So no client can leave sockets,
+jobs, processes or blocked threads behind.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from .limits import CLEANUP_WAIT_S
 
 if TYPE_CHECKING:
     from .jobs import JobTable
+    from .processes import ProcessTable
     from .sockets import SocketTable
 
 
@@ -26,10 +28,12 @@ class Session:
 
     def __init__(self) -> None:
         from .jobs import JobTable
+        from .processes import ProcessTable
         from .sockets import SocketTable
 
         self.sockets: SocketTable = SocketTable()
         self.jobs: JobTable = JobTable(self)
+        self.processes: ProcessTable = ProcessTable(self)
         self.cancelled = threading.Event()
         self._threads: set[threading.Thread] = set()
         # Sockets background work opened itself (echo's accepted connections):
@@ -69,7 +73,7 @@ class Session:
         return self.cancelled.wait(max(0.0, seconds))
 
     def clear(self) -> int:
-        """Close every socket, stop every job and thread; returns sockets closed.
+        """Close every socket, stop every job, process and thread; returns sockets closed.
 
         Waits up to CLEANUP_WAIT_S for the threads to end, so a caller sees
         the resources gone when this returns.
@@ -85,6 +89,8 @@ class Session:
             except OSError:
                 pass
         self.jobs.clear()
+        # Killing the process groups also ends their pump threads (EOF on the pipes).
+        self.processes.clear()
         deadline = time.monotonic() + CLEANUP_WAIT_S
         with self._lock:
             threads = [t for t in self._threads if t is not threading.current_thread()]
