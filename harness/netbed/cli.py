@@ -16,6 +16,8 @@ import warnings
 from types import FrameType
 from typing import Any
 
+import docker.errors
+
 from netbed_core.directions import BOTH, DIRECTIONS
 from netbed_core.netem import NetemError
 from netbed_core.netem.render import describe
@@ -273,6 +275,10 @@ def main(argv: list[str] | None = None) -> int:
         return int(opts.func(opts))
     except NetbedError as exc:
         print(f"netbed: {exc}", file=sys.stderr)
+        return 1
+    except docker.errors.DockerException as exc:
+        # The engine answered with an error netbed did not expect: say so in one line.
+        print(f"netbed: Docker engine error: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print("netbed: interrupted", file=sys.stderr)

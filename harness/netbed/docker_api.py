@@ -46,11 +46,16 @@ def instance_filter(instance: str | None, owner: str | None = None) -> dict[str,
     return {"label": labels}
 
 
+# Every containers.list passes ignore_removed=True: the SDK inspects each container it lists,
+# and on a CI machine running many jobs another netbed command (a reaper, a concurrent `down`)
+# may remove one in between; without it the listing raised NotFound and the command crashed.
+
+
 def leftovers(client: docker.DockerClient, instance: str | None = None) -> dict[str, list[str]]:
     """Names of containers, networks and volumes labelled as (one) testbed."""
     flt = instance_filter(instance)
     return {
-        "containers": [str(c.name) for c in client.containers.list(all=True, filters=flt)],
+        "containers": [str(c.name) for c in client.containers.list(all=True, filters=flt, ignore_removed=True)],
         "networks": [str(n.name) for n in client.networks.list(filters=flt)],
         "volumes": [v.name for v in client.volumes.list(filters=flt)],
     }
@@ -63,7 +68,7 @@ def remove_by_label(client: docker.DockerClient, instance: str | None = None,
     flt = instance_filter(instance, owner)
     removed: dict[str, list[str]] = {"containers": [], "networks": [], "volumes": []}
     # NotFound: another netbed command (a reaper, a concurrent `down`) removed it first.
-    for container in client.containers.list(all=True, filters=flt):
+    for container in client.containers.list(all=True, filters=flt, ignore_removed=True):
         with contextlib.suppress(docker.errors.NotFound):
             container.remove(force=True, v=True)
             removed["containers"].append(str(container.name))

@@ -40,8 +40,8 @@ def orphaned(client: docker.DockerClient, proc: Path = Path("/proc"),
     """(instance, owner label) of every labelled resource whose owner has ended."""
     flt: dict[str, Any] = {"label": [f"{docker_api.LABEL_TESTBED}=true", docker_api.LABEL_OWNER]}
     found: set[tuple[str, str]] = set()
-    resources = [*client.containers.list(all=True, filters=flt), *client.networks.list(filters=flt),
-                 *client.volumes.list(filters=flt)]
+    resources = [*client.containers.list(all=True, filters=flt, ignore_removed=True),
+                 *client.networks.list(filters=flt), *client.volumes.list(filters=flt)]
     for resource in resources:
         labels = _labels(resource)
         label = labels.get(docker_api.LABEL_OWNER, "")

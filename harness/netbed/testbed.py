@@ -146,7 +146,8 @@ class Testbed:
     # -- lifecycle -----------------------------------------------------
     def containers(self) -> dict[str, Any]:
         found = {}
-        for container in self.docker.containers.list(all=True, filters=docker_api.instance_filter(self.instance)):
+        flt = docker_api.instance_filter(self.instance)
+        for container in self.docker.containers.list(all=True, filters=flt, ignore_removed=True):
             service = container.labels.get("com.docker.compose.service")
             if service in SERVICES:
                 found[service] = container
