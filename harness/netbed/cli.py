@@ -35,6 +35,10 @@ def _print_status(report: dict[str, Any]) -> None:
     print(f"testbed {report['instance']}: {'up' if report['running'] else 'not running'}")
     for side, nets in (report.get("subnets") or {}).items():
         print(f"  {side:12} {nets}")
+    stale = (report.get("images") or {}).get("stale")
+    if stale:
+        hosts = ", ".join(sorted(stale))
+        print(f"  images     STALE: {hosts} built from other sources than this checkout; `make up` rebuilds them")
     for name, entry in report["hosts"].items():
         agent = entry.get("agent", "-")
         print(f"  {name:7} {entry['state']:8} ipv4 {entry.get('ipv4', '-'):12} ipv6 {entry.get('ipv6', '-'):20} "

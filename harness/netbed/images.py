@@ -15,12 +15,14 @@ machine, in this order:
 
 from __future__ import annotations
 
+import hashlib
 import os
 import shutil
 import subprocess
 import sys
 import tempfile
 from pathlib import Path
+from typing import Any
 
 import docker
 import docker.errors
@@ -94,3 +96,34 @@ def bootstrap(client: docker.DockerClient) -> None:
         repository, tag = BOOTSTRAP_IMAGE.split(":")
         client.api.import_image_from_file(str(tarball), repository=repository, tag=tag, changes=changes)
     _progress(f"bootstrapped {BOOTSTRAP_IMAGE}")
+
+
+#: The build context's folders that go into the images (see .dockerignore).
+IMAGE_SOURCES = ("services", "harness/netbed_core")
+LABEL_SOURCES = "io.netbed.sources"
+
+
+def sources_digest(root: Path) -> str:
+    """A short digest (12 hex digits) of every file the images are built from, under `root`.
+
+    Images carry it as a label, so a testbed built from other sources (an older checkout)
+    is detected when reused. Bytecode caches are left out, as the build context does.
+    """
+    digest = hashlib.sha256()
+    for folder in IMAGE_SOURCES:
+        for path in sorted((root / folder).rglob("*")):
+            if path.is_file() and "__pycache__" not in path.parts:
+                digest.update(str(path.relative_to(root)).encode() + b"\0" + path.read_bytes() + b"\0")
+    return digest.hexdigest()[:12]
+
+
+def stale_services(containers: dict[str, Any], expected: str) -> dict[str, str]:
+    """{service: the sources digest its image was built from} for every container whose image
+    was built from sources other than `expected` (or carries no digest)."""
+    stale: dict[str, str] = {}
+    for service, container in containers.items():
+        labels = (container.attrs.get("Config") or {}).get("Labels") or {}
+        built_from = labels.get(LABEL_SOURCES, "unknown")
+        if built_from != expected:
+            stale[service] = built_from
+    return stale

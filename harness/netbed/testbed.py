@@ -19,6 +19,7 @@ import ipaddress
 import os
 import sys
 import time
+import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -37,6 +38,10 @@ from .subnet_lock import subnet_lock
 from .topology import DEFAULT_INSTANCE, Topology, check_instance_name, choose_index, index_from_env
 
 SERVICES = ("client", "router", "server")
+
+
+class StaleImageWarning(UserWarning):
+    """A reused testbed runs images built from other sources than this checkout."""
 CONTROL_PORT = "7000/tcp"
 #: How long hosts may take to answer after `up`, seconds.
 READY_TIMEOUT_S = 60.0
@@ -106,6 +111,7 @@ class Testbed:
         self._topology: Topology | None = None
         self._hosts: dict[str, Host] = {}
         self._env_extra: dict[str, str] = {}
+        self._sources: str | None = None
 
     # -- description ---------------------------------------------------
     @property
@@ -140,8 +146,31 @@ class Testbed:
         return choose_index(self.instance, in_use, preferred=0 if self.instance == DEFAULT_INSTANCE else 1)
 
     def compose(self) -> Compose:
-        env = {**self.topology.compose_env(), "NETBED_OWNER": self.owner, **self._env_extra}
+        env = {**self.topology.compose_env(), "NETBED_OWNER": self.owner, "NETBED_SOURCES": self.sources_digest(),
+               **self._env_extra}
         return Compose(self.instance, env, self.compose_files, self.compose_command)
+
+    def sources_digest(self) -> str:
+        """The digest of the sources this checkout builds the images from (images.sources_digest)."""
+        if self._sources is None:
+            self._sources = images.sources_digest(self.compose_files[0].parent)
+        return self._sources
+
+    def stale_images(self) -> dict[str, str]:
+        """{service: digest it was built from} for the running containers whose images were not
+        built from this checkout's sources; empty when all are current."""
+        return images.stale_services(self.containers(), self.sources_digest())
+
+    def warn_if_stale(self) -> None:
+        """Say so when a reused testbed runs images built from other sources (an older
+        checkout): its agents may lack operations this harness uses. `make up` rebuilds."""
+        stale = self.stale_images()
+        if stale:
+            hosts = ", ".join(f"{name} (built from {digest})" for name, digest in sorted(stale.items()))
+            message = (f"testbed '{self.instance}' runs images built from other sources than this checkout "
+                       f"({self.sources_digest()}): {hosts}; run `make up` (or `netbed up`) to rebuild them")
+            _progress(f"warning: {message}")
+            warnings.warn(message, StaleImageWarning, stacklevel=2)
 
     # -- lifecycle -----------------------------------------------------
     def containers(self) -> dict[str, Any]:
@@ -239,6 +268,7 @@ class Testbed:
         if self.is_running():
             self.started_here = False
             _progress(f"reusing running testbed '{self.instance}' (left running at the end)")
+            self.warn_if_stale()
             self.wait_ready()
         else:
             self.up()
@@ -359,6 +389,8 @@ class Testbed:
             return report
         report["subnets"] = {"client_side": self.topology.client_side.net4 + " " + self.topology.client_side.net6,
                              "server_side": self.topology.server_side.net4 + " " + self.topology.server_side.net6}
+        report["images"] = {"sources": self.sources_digest(),
+                            "stale": images.stale_services(containers, self.sources_digest())}
         for name in SERVICES:
             container = containers.get(name)
             entry: dict[str, Any] = {"container": container.name if container else None,

@@ -122,3 +122,11 @@ def test_control_network_does_not_join_the_hosts(testbed: Testbed) -> None:
 def test_pytest_docker_services_see_the_testbed(docker_services: Any, router: Router) -> None:
     """pytest-docker's docker_services, as its users call it, answers for the netbed testbed."""
     assert docker_services.port_for("router", int(CONTROL_PORT.split("/")[0])) == router.control_port
+
+
+def test_images_are_built_from_this_checkout(testbed: Testbed) -> None:
+    """Every host's image carries the digest of the sources it was built from, and it is this
+    checkout's (a reused testbed from an older checkout fails here, and warns at session start)."""
+    assert testbed.stale_images() == {}
+    status = testbed.status()["images"]
+    assert status == {"sources": testbed.sources_digest(), "stale": {}}
