@@ -144,7 +144,7 @@ class UserspaceBackend(Backend):
                 self._clear_locked(direction)
                 return Applied(direction, queued=False, seed=config.seed)
             w = self._worker(direction)
-            engine = Engine(config, w.held, EngineCounters())
+            engine = Engine(config, w.held, EngineCounters(), stream=DIRECTIONS.index(direction))
             w.set_engine(engine)  # before the rules, so no packet meets the old engine
             self._active[direction] = {"spec": dict(spec), "match": m}
             try:
