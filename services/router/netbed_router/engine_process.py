@@ -32,10 +32,10 @@ import os
 import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, fields
-from typing import Any
+from typing import IO, Any, Protocol
 
 from .counters import EngineCounters
-from .engine import Engine, EngineConfig
+from .engine import Engine, EngineConfig, HeldQueue
 from .worker import QueueWorker
 
 log = logging.getLogger("netbed.router.engine")
@@ -71,10 +71,29 @@ def counters_from_wire(data: Mapping[str, Any], into: EngineCounters) -> None:
             setattr(into, name, data[name])
 
 
-class EngineHost:
-    """The requests above, on one ``QueueWorker`` (separate from the I/O for tests)."""
+class Worker(Protocol):
+    """What ``EngineHost`` needs of a ``QueueWorker``."""
 
-    def __init__(self, worker: QueueWorker) -> None:
+    engine: Engine
+    held: HeldQueue
+
+    @property
+    def alive(self) -> bool: ...
+
+    @property
+    def fatal(self) -> str | None: ...
+
+    def set_engine(self, engine: Engine) -> None: ...
+
+    def flush(self, timeout_s: float = 2.0) -> bool: ...
+
+    def stop(self) -> None: ...
+
+
+class EngineHost:
+    """The requests above, on one queue worker (separate from the I/O for tests)."""
+
+    def __init__(self, worker: Worker) -> None:
         self.worker = worker
         self.closed = False
 
@@ -111,9 +130,30 @@ class EngineHost:
             w.stop()
 
 
-def _answer(obj: Mapping[str, Any]) -> None:
-    sys.stdout.write(json.dumps(obj) + "\n")
-    sys.stdout.flush()
+def serve(host: EngineHost, lines: IO[str], answers: IO[str]) -> int:
+    """Answer the requests read from ``lines`` on ``answers`` until close or end of input."""
+
+    def answer(obj: Mapping[str, Any]) -> None:
+        answers.write(json.dumps(obj) + "\n")
+        answers.flush()
+
+    answer({"ok": True, "result": {"ready": True, "pid": os.getpid()}})
+    try:
+        for line in lines:
+            if not line.strip():
+                continue
+            try:
+                req = json.loads(line)
+                if req.get("op") == "close":
+                    host.close()
+                    answer({"ok": True, "result": None})
+                    return 0
+                answer({"ok": True, "result": host.handle(req)})
+            except Exception as exc:  # noqa: BLE001 - reported to the agent
+                answer({"ok": False, "error": f"{type(exc).__name__}: {exc}"})
+    finally:
+        host.close()
+    return 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -123,24 +163,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     a = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, stream=sys.stderr,
                         format=f"%(asctime)s router engine {a.name} pid {os.getpid()} %(levelname)s %(message)s")
-    host = EngineHost(QueueWorker(a.queue_num, a.name))
-    _answer({"ok": True, "result": {"ready": True, "pid": os.getpid()}})
-    try:
-        for line in sys.stdin:
-            if not line.strip():
-                continue
-            try:
-                req = json.loads(line)
-                if req.get("op") == "close":
-                    host.close()
-                    _answer({"ok": True, "result": None})
-                    return 0
-                _answer({"ok": True, "result": host.handle(req)})
-            except Exception as exc:  # noqa: BLE001 - reported to the agent
-                _answer({"ok": False, "error": f"{type(exc).__name__}: {exc}"})
-    finally:
-        host.close()
-    return 0
+    return serve(EngineHost(QueueWorker(a.queue_num, a.name)), sys.stdin, sys.stdout)
 
 
 if __name__ == "__main__":

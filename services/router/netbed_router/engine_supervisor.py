@@ -24,6 +24,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Sequence
 from typing import IO, Any
 
 from .counters import EngineCounters
@@ -62,8 +63,13 @@ def _child_env() -> dict[str, str]:
 class EngineProcess:
     """One direction's engine in a supervised child process."""
 
-    def __init__(self, queue_num: int, name: str, *, stream: int | None = None) -> None:
+    def __init__(self, queue_num: int, name: str, *, stream: int | None = None,
+                 command: Sequence[str] | None = None) -> None:
+        """stream: the direction index (default: queue_num); command: the child's argv (tests
+        run a fake engine; default ``python3 -m netbed_router.engine_process``)."""
         self.queue_num, self.name = queue_num, name
+        self.command = list(command) if command is not None else [
+            sys.executable, "-m", "netbed_router.engine_process", "--queue-num", str(queue_num), "--name", name]
         self.stream = queue_num if stream is None else stream
         self.held = HeldQueue()  # the backend builds engines on it; packets are held in the child
         self.engine = Engine(EngineConfig(seed=0), self.held, EngineCounters(), stream=self.stream)
@@ -153,9 +159,7 @@ class EngineProcess:
 
     # -- the process ----------------------------------------------------------------------
     def _spawn(self) -> tuple[subprocess.Popen[str], IO[str], int]:
-        argv = [sys.executable, "-m", "netbed_router.engine_process", "--queue-num", str(self.queue_num),
-                "--name", self.name]
-        proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+        proc = subprocess.Popen(self.command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
                                 env=_child_env(), close_fds=True)
         assert proc.stdout is not None
         try:
