@@ -14,8 +14,11 @@ from netbed.measure import delivery
 from netbed_core.netem import parse
 from netbed_router.engine import Engine, EngineConfig
 
-#: How long a restart of the engine process may take to show in impair_status (s).
-ENGINE_RESTART_BOUND_S = 3.0
+#: How soon the agent must notice a dead engine process (s): it waits on the process.
+ENGINE_NOTICE_BOUND_S = 1.0
+#: How long a new engine process may take to be running with its impairment (s): a Python
+#: start-up, which takes seconds when the 2 CPUs are shared with other test suites.
+ENGINE_RESTART_BOUND_S = 15.0
 #: How long the router container may take to come back after its agent is killed (s):
 #: Docker's first restart delay (0.1 s), netinit, the backend probe, the agent binding.
 AGENT_RESTART_BOUND_S = 30.0
@@ -57,13 +60,18 @@ def test_a_killed_engine_is_restarted_and_the_impairment_reapplied(client: Host,
         before = engine_process(router)
         code, out = router.exec(["kill", "-9", str(before["pid"])])
         assert code == 0, out
-        deadline = time.monotonic() + ENGINE_RESTART_BOUND_S
+        killed = time.monotonic()
         while True:
             after = engine_process(router)
-            if after["restarts"] > before["restarts"] and after["running"]:
+            if after["restarts"] > before["restarts"]:
                 break
-            assert time.monotonic() < deadline, f"no restart within {ENGINE_RESTART_BOUND_S} s: {after}"
+            assert time.monotonic() - killed < ENGINE_NOTICE_BOUND_S, f"death not noticed: {after}"
+            time.sleep(0.02)
+        assert after["last_exit"] == "killed by SIGKILL", after
+        while not (after["running"] and after["pid"] != before["pid"] and after["reapplied"]):
+            assert time.monotonic() - killed < ENGINE_RESTART_BOUND_S, f"not restarted: {after}"
             time.sleep(0.05)
+            after = engine_process(router)
         assert after["pid"] != before["pid"]
         assert after["last_exit"] == "killed by SIGKILL" and after["reapplied"] is True, after
         status = router.impair_status()["directions"]["to-server"]

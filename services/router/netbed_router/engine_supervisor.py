@@ -128,9 +128,7 @@ class EngineProcess:
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait()
-            for stream in (proc.stdin, proc.stdout):
-                if stream is not None:
-                    stream.close()
+            _close_pipes(proc)
         self._supervisor.join(timeout=ANSWER_TIMEOUT_S)
 
     # -- stats ----------------------------------------------------------------------------
@@ -204,39 +202,58 @@ class EngineProcess:
         while True:
             proc = self._proc
             returncode = proc.wait()
-            with self._lock:
+            with self._lock:  # short: requests meanwhile fail fast (the old pipes are closed)
                 if self._closing:
                     return
                 self.last_exit = exit_reason(returncode)
                 self.restarts += 1
+                self.reapplied = False
                 log.error("%s: engine process %d %s; restarting it (restart %d)", self.name, self.pid,
                           self.last_exit, self.restarts)
-                for stream in (proc.stdin, proc.stdout):
-                    if stream is not None:
-                        stream.close()
-                self._restart()
+                _close_pipes(proc)
+            self._restart()
 
     def _restart(self) -> None:
         """Start a new process and send it the desired engine; retry with backoff until it works
-        or the backend closes (the queue stays unbound meanwhile: its packets are dropped)."""
+        or the backend closes (the queue stays unbound meanwhile: its packets are dropped).
+        The process starts without the lock, so agent requests are not held up meanwhile."""
         backoff = RESTART_BACKOFF_S
         while not self._closing:
             try:
-                self._proc, self._out, self.pid = self._spawn()
-                active = not self.engine.noop
-                self.engine.stats.reset()  # the new process counts from zero
-                try:
-                    self._call(self._engine_request(self.engine, keep_counters=False))
-                except (EngineDied, RuntimeError):
-                    self._proc.kill()
-                    self._proc.wait()
-                    raise
-                self.reapplied = active
-                self.last_restart_monotonic = time.monotonic()
-                log.warning("%s: engine process %d started; impairment %s", self.name, self.pid,
-                            "re-applied (same config, seed and stream)" if active else "none to re-apply")
-                return
+                proc, out, pid = self._spawn()
             except (EngineDied, OSError, RuntimeError) as exc:
                 log.error("%s: engine restart failed: %s; retrying in %.1f s", self.name, exc, backoff)
                 time.sleep(backoff)
                 backoff = min(2 * backoff, RESTART_BACKOFF_MAX_S)
+                continue
+            with self._lock:
+                if self._closing:
+                    proc.kill()
+                    proc.wait()
+                    _close_pipes(proc)
+                    return
+                self._proc, self._out, self.pid = proc, out, pid
+                active = not self.engine.noop
+                self.engine.stats.reset()  # the new process counts from zero
+                try:
+                    self._call(self._engine_request(self.engine, keep_counters=False))
+                except (EngineDied, RuntimeError) as exc:
+                    # The supervise loop sees this process exit and tries again.
+                    log.error("%s: engine process %d did not take the impairment: %s", self.name, pid, exc)
+                    proc.kill()
+                    return
+                self.reapplied = active
+                self.last_restart_monotonic = time.monotonic()
+            log.warning("%s: engine process %d started; impairment %s", self.name, pid,
+                        "re-applied (same config, seed and stream)" if active else "none to re-apply")
+            return
+
+
+def _close_pipes(proc: subprocess.Popen[str]) -> None:
+    """Close our ends of a finished process's pipes (a flush to a dead reader must not raise)."""
+    for stream in (proc.stdin, proc.stdout):
+        if stream is not None:
+            try:
+                stream.close()
+            except OSError:
+                pass
