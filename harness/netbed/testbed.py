@@ -207,11 +207,44 @@ class Testbed:
                 for args in self.setup:
                     self.compose().run(args, stream=True)
             self.wait_ready()
+        except ComposeError as exc:
+            report = self._failed_hosts_report()  # before down() removes the containers and their logs
+            if self.started_here and not self.keep:
+                self.down()
+            if report:
+                raise ComposeError(f"{exc}{report}") from None
+            raise
         except BaseException:
             if self.started_here and not self.keep:
                 self.down()
             raise
         _progress(f"testbed '{self.instance}' is up")
+
+    def _failed_hosts_report(self) -> str:
+        """For each host that is not running and healthy: its last ERROR log line (appended to
+        the error's first line, so a one-line error names the reason) and its last log lines."""
+        try:
+            found = self.containers()
+        except Exception:  # noqa: BLE001 - a report on top of an error must not replace it
+            return ""
+        reasons: list[str] = []
+        tails: list[str] = []
+        for name in SERVICES:
+            container = found.get(name)
+            if container is None:
+                continue
+            container.reload()
+            state = container.attrs.get("State") or {}
+            health = (state.get("Health") or {}).get("Status")
+            if state.get("Running") and not state.get("Restarting") and health in (None, "healthy"):
+                continue
+            lines = [line for line in container.logs(tail=40).decode("utf-8", "replace").splitlines() if line.strip()]
+            errors = [line.split(" ERROR ", 1)[1] for line in lines if " ERROR " in line]
+            reasons.append(f"{name}: {(errors or lines or ['(no log)'])[-1].strip()}")
+            tails.append(f"--- last log lines of {name} ---\n" + "\n".join(lines[-20:]))
+        if not reasons:
+            return ""
+        return "; " + "; ".join(reasons) + "\n" + "\n".join(tails)
 
     def _choose_base_image(self) -> None:
         if "NETBED_BASE_IMAGE" not in self._env_extra:

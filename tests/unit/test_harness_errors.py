@@ -55,7 +55,7 @@ class FakeCollection:
         self.items = items
         self.filters: list[object] = []
 
-    def list(self, all: bool = False, filters: object = None) -> list[FakeResource]:
+    def list(self, all: bool = False, filters: object = None, ignore_removed: bool = False) -> list[FakeResource]:
         self.filters.append(filters)
         return [i for i in self.items if not i.removed]
 

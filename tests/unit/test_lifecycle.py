@@ -32,7 +32,7 @@ class FakeContainer:
 
 
 class FakeContainers:
-    def list(self, all: bool = False, filters: object = None) -> list[FakeContainer]:
+    def list(self, all: bool = False, filters: object = None, ignore_removed: bool = False) -> list[FakeContainer]:
         return [FakeContainer(s) for s in SERVICES]
 
 
@@ -127,7 +127,8 @@ class Collection:
     def __init__(self, items: list[Resource]) -> None:
         self.items = items
 
-    def list(self, all: bool = False, filters: dict[str, Any] | None = None) -> list[Resource]:
+    def list(self, all: bool = False, filters: dict[str, Any] | None = None,
+             ignore_removed: bool = False) -> list[Resource]:
         wanted = (filters or {}).get("label", [])
 
         def matches(item: Resource) -> bool:

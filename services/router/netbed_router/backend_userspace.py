@@ -2,9 +2,10 @@
 
 The router's kernel has no ``sch_netem``, so forwarded packets that an impairment applies
 to are diverted with iptables/ip6tables ``-j NFQUEUE`` (chain ``NETBED``, jumped to from
-``FORWARD``) into queue 0 (client -> server) or queue 1 (server -> client).  One worker
-thread per queue reads packets over nfnetlink_queue (``nfqueue.py``), asks that
-direction's ``Engine`` (``engine.py``) what to do and issues verdicts; duplicates are
+``FORWARD``) into queue 0 (client -> server) or queue 1 (server -> client).  One engine
+process per queue (``engine_process.py``, supervised by ``engine_supervisor.py``) reads
+packets over nfnetlink_queue (``nfqueue.py``), asks that direction's ``Engine``
+(``engine.py``) what to do and issues verdicts; duplicates are
 re-injected through raw IP sockets (locally generated packets traverse OUTPUT, not
 FORWARD, so they are not queued again).
 
@@ -26,27 +27,49 @@ import logging
 import subprocess
 import threading
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Any, Protocol
 
 from netbed_core.directions import DIRECTIONS
 
 from .backend import Applied, Backend, BackendStats, DirectionReport, Runner, run_command
 from .counters import MEASURED, EngineCounters
-from .engine import Engine, EngineConfig
+from .engine import Engine, EngineConfig, HeldQueue
+from .engine_supervisor import EngineProcess
 from .interfaces import find_interfaces
 from .match import normalize_match
 from .nfqueue import (
     read_kernel_stats,
 )
 from .rules import CHAIN, Rules, disable_offloads, rule_args
-from .worker import QueueWorker
 
 log = logging.getLogger("netbed.router.userspace")
 
 QUEUE_NUMS = {"to-server": 0, "to-client": 1}
 
-WorkerFactory = Callable[[int, str], QueueWorker]
-"""Makes the worker of one queue: (queue number, direction) -> a running ``QueueWorker``."""
+
+
+class QueueRunner(Protocol):
+    """What the backend needs of one queue's engine runner: ``worker.QueueWorker`` (a thread
+    in this process) or ``engine_supervisor.EngineProcess`` (a supervised child process)."""
+
+    engine: Engine
+    held: HeldQueue
+
+    @property
+    def alive(self) -> bool: ...
+
+    @property
+    def fatal(self) -> str | None: ...
+
+    def set_engine(self, engine: Engine) -> None: ...
+
+    def flush(self, timeout_s: float = 2.0) -> bool: ...
+
+    def stop(self) -> None: ...
+
+
+WorkerFactory = Callable[[int, str], QueueRunner]
+"""Makes the runner of one queue: (queue number, direction) -> a running ``QueueRunner``."""
 
 
 # --------------------------------------------------------------------------------------
@@ -75,7 +98,7 @@ class UserspaceBackend(Backend):
         ip6tables: str = "ip6tables",
         offloads_off: bool = True,
         runner: Runner = run_command,
-        worker_factory: WorkerFactory = QueueWorker,
+        worker_factory: WorkerFactory = EngineProcess,
     ) -> None:
         """Find the client- and server-side interfaces by subnet (IPv4, else IPv6) and
         turn their offloads off.  Nothing is queued until ``apply``."""
@@ -93,12 +116,12 @@ class UserspaceBackend(Backend):
                 self.offloads[ifname] = disable_offloads(ifname, runner)
         self.rules = Rules(chain, iptables, ip6tables, runner)
         self._new_worker = worker_factory
-        self._workers: dict[str, QueueWorker] = {}
+        self._workers: dict[str, QueueRunner] = {}
         self._active: dict[str, dict[str, Any]] = {}
         self._lock = threading.Lock()
         self._closed = False
 
-    def _worker(self, direction: str) -> QueueWorker:
+    def _worker(self, direction: str) -> QueueRunner:
         w = self._workers.get(direction)
         if w is None or not w.alive:
             if w is not None:
@@ -140,7 +163,7 @@ class UserspaceBackend(Backend):
                 self._clear_locked(direction)
                 return Applied(direction, queued=False, seed=config.seed)
             w = self._worker(direction)
-            engine = Engine(config, w.held, EngineCounters())
+            engine = Engine(config, w.held, EngineCounters(), stream=DIRECTIONS.index(direction))
             w.set_engine(engine)  # before the rules, so no packet meets the old engine
             self._active[direction] = {"spec": dict(spec), "match": m}
             try:
@@ -177,7 +200,10 @@ class UserspaceBackend(Backend):
         for direction in DIRECTIONS:
             w = self._workers.get(direction)
             active = self._active.get(direction)
+            refresh = getattr(w, "refresh_stats", None)  # an engine process: fetch its counters
+            process_alive = refresh() if refresh is not None else None
             counters = (w.engine.stats if w is not None else EngineCounters()).direction_stats()
+            supervision = getattr(w, "supervision", None)
             directions[direction] = DirectionReport(
                 active=active is not None,
                 spec=active["spec"] if active else None,
@@ -185,9 +211,10 @@ class UserspaceBackend(Backend):
                 counters=counters,
                 details={
                     "queue_num": QUEUE_NUMS[direction],
-                    "worker_alive": bool(w and w.alive),
+                    "worker_alive": bool(w and w.alive) if process_alive is None else process_alive,
                     "worker_fatal": w.fatal if w else None,
                     "kernel": kernel.get(QUEUE_NUMS[direction]) if w is not None else None,
+                    "engine_process": supervision() if supervision is not None else None,
                 },
             )
         return BackendStats(

@@ -32,7 +32,8 @@ Semantics follow netem (differences are listed in docs/engine.md):
 * partition: every packet is dropped (no netem equivalent; same as 100% loss without
   touching the random stream).
 
-Reproducibility guarantee: all randomness comes from one ``random.Random(seed)``.  The
+Reproducibility guarantee: all randomness comes from one ``random.Random`` seeded with
+``stream_seed(seed, direction index)`` (``randomness.py``).  The
 per-packet decisions (duplicate, loss, corrupt position, reorder, delay value) are a
 function of the seed and the sequence of packets in arrival order (their lengths, ECN
 bits); every packet consumes the same draws whatever happens to it later, so a
@@ -54,7 +55,7 @@ from netbed_core.verdicts import NF_ACCEPT, NF_DROP
 from .counters import EngineCounters
 from .engine_config import EngineConfig
 from .packets import ecn_set_ce, ip_header_len
-from .randomness import CRandom, tabledist
+from .randomness import CRandom, stream_seed, tabledist
 
 __all__ = ["L2_HEADER_BYTES", "Engine", "EngineConfig", "HeldQueue"]
 
@@ -104,11 +105,19 @@ class Engine:
     """netem's decisions for one direction.  Single-threaded; see module docstring."""
 
     def __init__(
-        self, config: EngineConfig, held: HeldQueue | None = None, stats: EngineCounters | None = None
+        self,
+        config: EngineConfig,
+        held: HeldQueue | None = None,
+        stats: EngineCounters | None = None,
+        *,
+        stream: int = 0,
     ) -> None:
+        """stream: the direction index (0 to-server, 1 to-client); each direction draws its
+        own random stream from the seed (``randomness.stream_seed``)."""
         self.config = c = config
         self.seed: int = c.seed if c.seed is not None else int.from_bytes(os.urandom(8), "big")
-        self.rng = rng = random.Random(self.seed)
+        self.stream = stream
+        self.rng = rng = random.Random(stream_seed(self.seed, stream))
         self.held = held if held is not None else HeldQueue()
         self.stats = stats if stats is not None else EngineCounters()
         self.stats.seed = self.seed

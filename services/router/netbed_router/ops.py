@@ -70,11 +70,21 @@ def choose_backend(forced: str) -> tuple[str, str]:
     return "userspace", why
 
 
+class BackendUnavailable(RuntimeError):
+    """NETBED_BACKEND forces a backend that cannot run here: the router refuses to start."""
+
+
 def setup() -> None:
-    """Called once at agent start, after routes are configured."""
+    """Called once at agent start, after routes are configured.
+
+    Raises BackendUnavailable when NETBED_BACKEND forces a backend (kernel, userspace) that
+    cannot start: the agent then exits non-zero with the reason as its last log line, so
+    `netbed up` fails instead of reporting a testbed that cannot impair.  With ``auto`` a
+    failed backend leaves the agent answering (forwarding works; impair requests answer
+    with the reason)."""
     forced = os.environ.get("NETBED_BACKEND", "auto")
     if forced not in ("auto", "kernel", "userspace"):
-        raise RuntimeError(f"NETBED_BACKEND={forced!r}: expected auto, kernel or userspace")
+        raise BackendUnavailable(f"NETBED_BACKEND={forced!r}: expected auto, kernel or userspace")
     try:
         name, why = choose_backend(forced)
         if name == "kernel":
@@ -85,11 +95,13 @@ def setup() -> None:
             from .backend_userspace import UserspaceBackend
 
             STATE.backend = UserspaceBackend(**_subnets())  # type: ignore[arg-type]
-    except Exception as exc:  # noqa: BLE001 - the agent must keep answering
-        # Forwarding still works; impair requests will answer with this reason.
+    except Exception as exc:  # noqa: BLE001 - the agent must keep answering (auto) or say why (forced)
         STATE.backend, STATE.backend_name = None, "none"
         STATE.reason = f"backend failed to start: {type(exc).__name__}: {exc}"
         log.error("%s", STATE.reason)
+        if forced != "auto":
+            raise BackendUnavailable(f"router not started: {exc}") from None
+        # Forwarding still works; impair requests will answer with this reason.
         return
     STATE.backend_name, STATE.reason = name, why
     log.info("impairment backend: %s (%s)", name, why)

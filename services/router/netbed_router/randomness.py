@@ -17,6 +17,27 @@ DIST_MIN = -32768 / NETEM_DIST_SCALE
 
 _NORMAL = NormalDist()
 
+_U64 = (1 << 64) - 1
+#: SplitMix64's increment (2^64 / golden ratio), also used to space the streams apart.
+_GOLDEN_GAMMA = 0x9E3779B97F4A7C15
+
+
+def splitmix64(x: int) -> int:
+    """SplitMix64's output function (Steele, Lea, Flood 2014) of the u64 state ``x + gamma``."""
+    z = (x + _GOLDEN_GAMMA) & _U64
+    z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & _U64
+    z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & _U64
+    return z ^ (z >> 31)
+
+
+def stream_seed(seed: int, stream: int) -> int:
+    """The seed of random stream ``stream`` (the direction index: 0 to-server, 1 to-client)
+    drawn from a user's ``seed``: ``splitmix64((seed mod 2^64) + stream * 0x9E3779B97F4A7C15)``.
+
+    Each direction gets its own stream from one seed, so the two directions of a ``seed N``
+    impairment do not lose the same sequence numbers, and seed + direction still replays."""
+    return splitmix64(((seed & _U64) + stream * _GOLDEN_GAMMA) & _U64)
+
 
 class CRandom:
     """netem's correlated random generator (``get_crandom``) over a shared u32 source.

@@ -1,0 +1,170 @@
+"""The impairment engine of one direction, in its own process.
+
+``python3 -m netbed_router.engine_process --queue-num N --name to-server`` binds NFQUEUE
+queue N and runs a ``QueueWorker`` (``worker.py``) on it, away from the agent: a slow or
+huge agent request cannot stall forwarding, and each direction has its own GIL.  The agent
+side is ``engine_supervisor.EngineProcess``.
+
+Control is one JSON object per line on stdin, one answer per line on stdout
+(``{"ok": true, "result": ...}`` or ``{"ok": false, "error": "..."}``); the first line the
+process writes is ``{"ok": true, "result": {"ready": true, "pid": ...}}``, once the queue is
+bound.  Requests:
+
+* ``{"op": "engine", "config": {...}, "stream": 0, "keep_counters": false, "stats_seed": 7}``:
+  swap in an engine for ``EngineConfig(**config)`` (its seed already resolved by the agent,
+  so a restarted process draws exactly the same stream); ``keep_counters`` keeps the
+  counters (a clear), else they restart at zero (an apply); ``flush`` releases held packets
+  after the swap (a clear: the held packets live here, not in the agent).
+* ``{"op": "flush"}``: release every held packet now.
+* ``{"op": "stats"}``: the counters (``EngineCounters`` slots), ``worker_alive``, ``worker_fatal``.
+* ``{"op": "close"}``: release held packets, unbind, exit 0.
+
+End of input (the agent died) closes the same way: the queue is unbound, so packets the
+rules still send to it are dropped (fail-closed, docs/engine.md).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, fields
+from typing import IO, Any, Protocol
+
+from .counters import EngineCounters
+from .engine import Engine, EngineConfig, HeldQueue
+from .worker import QueueWorker
+
+log = logging.getLogger("netbed.router.engine")
+
+_CONFIG_FIELDS = frozenset(f.name for f in fields(EngineConfig))
+
+
+def config_to_wire(config: EngineConfig) -> dict[str, Any]:
+    """``EngineConfig`` as a JSON-able dict (tuples become lists)."""
+    return asdict(config)
+
+
+def config_from_wire(data: Mapping[str, Any]) -> EngineConfig:
+    """The inverse of ``config_to_wire``; unknown keys are an error, not ignored."""
+    unknown = set(data) - _CONFIG_FIELDS
+    if unknown:
+        raise ValueError(f"config: unknown keys {sorted(unknown)}")
+    values = dict(data)
+    if "clg" in values:
+        values["clg"] = tuple(values["clg"])
+    return EngineConfig(**values)
+
+
+def counters_to_wire(counters: EngineCounters) -> dict[str, Any]:
+    """Every ``EngineCounters`` slot by name."""
+    return {name: getattr(counters, name) for name in EngineCounters.__slots__}
+
+
+def counters_from_wire(data: Mapping[str, Any], into: EngineCounters) -> None:
+    """Copy the counters of ``counters_to_wire`` into ``into``."""
+    for name in EngineCounters.__slots__:
+        if name in data:
+            setattr(into, name, data[name])
+
+
+class Worker(Protocol):
+    """What ``EngineHost`` needs of a ``QueueWorker``."""
+
+    engine: Engine
+    held: HeldQueue
+
+    @property
+    def alive(self) -> bool: ...
+
+    @property
+    def fatal(self) -> str | None: ...
+
+    def set_engine(self, engine: Engine) -> None: ...
+
+    def flush(self, timeout_s: float = 2.0) -> bool: ...
+
+    def stop(self) -> None: ...
+
+
+class EngineHost:
+    """The requests above, on one queue worker (separate from the I/O for tests)."""
+
+    def __init__(self, worker: Worker) -> None:
+        self.worker = worker
+        self.closed = False
+
+    def handle(self, req: Mapping[str, Any]) -> Any:
+        op = req.get("op")
+        w = self.worker
+        if op == "engine":
+            config = config_from_wire(req["config"])
+            stats = w.engine.stats if req.get("keep_counters") else EngineCounters()
+            engine = Engine(config, w.held, stats, stream=int(req.get("stream", 0)))
+            if req.get("stats_seed") is not None:
+                engine.stats.seed = int(req["stats_seed"])
+            w.set_engine(engine)
+            if req.get("flush") and w.held.heap and w.alive:
+                w.flush()  # a clear: held packets leave now (the agent cannot see them)
+            return {"seed": engine.seed}
+        if op == "flush":
+            return {"flushed": bool(w.flush()) if w.held.heap and w.alive else True}
+        if op == "stats":
+            return {"counters": counters_to_wire(w.engine.stats), "worker_alive": w.alive,
+                    "worker_fatal": w.fatal}
+        raise ValueError(f"op: unknown {op!r}")
+
+    def close(self) -> None:
+        """Release held packets and unbind the queue.  Idempotent."""
+        if self.closed:
+            return
+        self.closed = True
+        w = self.worker
+        try:
+            if w.held.heap and w.alive:
+                w.flush()
+        finally:
+            w.stop()
+
+
+def serve(host: EngineHost, lines: IO[str], answers: IO[str]) -> int:
+    """Answer the requests read from ``lines`` on ``answers`` until close or end of input."""
+
+    def answer(obj: Mapping[str, Any]) -> None:
+        answers.write(json.dumps(obj) + "\n")
+        answers.flush()
+
+    answer({"ok": True, "result": {"ready": True, "pid": os.getpid()}})
+    try:
+        for line in lines:
+            if not line.strip():
+                continue
+            try:
+                req = json.loads(line)
+                if req.get("op") == "close":
+                    host.close()
+                    answer({"ok": True, "result": None})
+                    return 0
+                answer({"ok": True, "result": host.handle(req)})
+            except Exception as exc:  # noqa: BLE001 - reported to the agent
+                answer({"ok": False, "error": f"{type(exc).__name__}: {exc}"})
+    finally:
+        host.close()
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description="one direction's impairment engine (NFQUEUE queue)")
+    p.add_argument("--queue-num", type=int, required=True)
+    p.add_argument("--name", required=True, help="the direction, for logs and thread names")
+    a = p.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, stream=sys.stderr,
+                        format=f"%(asctime)s router engine {a.name} pid {os.getpid()} %(levelname)s %(message)s")
+    return serve(EngineHost(QueueWorker(a.queue_num, a.name)), sys.stdin, sys.stdout)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
