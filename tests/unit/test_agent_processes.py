@@ -17,7 +17,7 @@ from agent_server import Client, eventually, running_agent
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from netbed_agent import processes, protocol
+from netbed_agent import process_table, processes, protocol
 from netbed_agent.session import Session
 
 protocol.default_ops()
@@ -30,7 +30,7 @@ def session() -> Session:
     yield s
     s.clear()
     # Every process released its slot and its output reservation (connections close asynchronously).
-    assert eventually(lambda: processes.BUDGET.reserved == 0), processes.BUDGET.reserved
+    assert eventually(lambda: process_table.BUDGET.reserved == 0), process_table.BUDGET.reserved
 
 
 def call(session: Session, op: str, /, **args: object) -> dict:
@@ -72,7 +72,7 @@ def test_timeout_kills_the_whole_process_group_and_keeps_the_output(session: Ses
     elapsed = time.monotonic() - started
     assert result["timed_out"] is True
     assert result["returncode"] == -9
-    assert elapsed < 1 + processes.DRAIN_AFTER_KILL_S + 0.5
+    assert elapsed < 1 + process_table.DRAIN_AFTER_KILL_S + 0.5
     background = int(out(result))
     assert out(result, "stderr") == b"started\n"
     assert eventually(lambda: gone(background)), "the background sleep of the group survived the timeout"
@@ -225,7 +225,7 @@ def _cmdline(pid: int) -> bytes:
 
 
 def test_spawned_processes_per_connection_are_bounded(session: Session, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(processes, "MAX_PROCESSES_PER_CONNECTION", 2)
+    monkeypatch.setattr(process_table, "MAX_PROCESSES_PER_CONNECTION", 2)
     for _ in range(2):
         ok(call(session, "proc_spawn", argv=["sleep", "30"]))
     reply = call(session, "proc_spawn", argv=["sleep", "30"])
@@ -267,12 +267,12 @@ def test_fuzzed_process_arguments_never_cause_an_internal_error(op: str, extra: 
 
 
 def test_output_buffers_are_bounded_agent_wide(session: Session, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(processes, "BUDGET", processes.OutputBudget(3000))
+    monkeypatch.setattr(process_table, "BUDGET", process_table.OutputBudget(3000))
     ok(call(session, "proc_spawn", argv=["sleep", "30"], max_output=1000))  # reserves 2000
     reply = call(session, "proc_spawn", argv=["sleep", "30"], max_output=1000)
     assert reply["error"]["kind"] == "busy" and "max_output" in reply["error"]["message"]
     assert call(session, "proc_run", argv=["true"], max_output=1000, timeout=5)["error"]["kind"] == "busy"
     assert ok(call(session, "proc_run", argv=["true"], max_output=500, timeout=5))["returncode"] == 0
     ok(call(session, "proc_close_all"))
-    assert processes.BUDGET.reserved == 0
+    assert process_table.BUDGET.reserved == 0
     ok(call(session, "proc_spawn", argv=["true"], max_output=1000))

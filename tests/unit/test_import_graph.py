@@ -26,17 +26,6 @@ PACKAGE_DIRS = {
 }
 """Our packages: the top-level name -> its directory."""
 
-KNOWN_AGENT_CYCLE = frozenset({
-    "netbed_agent.args", "netbed_agent.session", "netbed_agent.jobs", "netbed_agent.sockets",
-    "netbed_agent.processes",
-})
-"""The one cycle allowed for now: args -> session -> jobs/sockets -> args, all under
-TYPE_CHECKING. Another branch is reworking services/agent. Removed after the process API merge."""
-
-ALLOWED_CYCLES = frozenset({KNOWN_AGENT_CYCLE})
-"""Strongly connected components tolerated as they are, exactly (a grown one fails too)."""
-
-
 def module_name(path: Path) -> str | None:
     """The dotted module name of ``path`` if it belongs to one of our packages."""
     for top, directory in PACKAGE_DIRS.items():
@@ -174,15 +163,8 @@ def describe(component: frozenset[str], edges: dict[str, set[str]]) -> str:
 
 def test_no_import_cycles() -> None:
     edges = graph()
-    cycles = [c for c in strongly_connected(edges) if c not in ALLOWED_CYCLES]
+    cycles = strongly_connected(edges)
     assert not cycles, "import cycles:\n" + "\n".join(describe(c, edges) for c in cycles)
-
-
-def test_allowed_cycles_still_exist() -> None:
-    """An allow-list entry whose cycle is gone must be deleted, so it cannot hide a new one."""
-    found = set(strongly_connected(graph()))
-    stale = [sorted(c) for c in ALLOWED_CYCLES if c not in found]
-    assert not stale, f"these allowed cycles are gone; remove them from ALLOWED_CYCLES: {stale}"
 
 
 def test_the_graph_sees_type_checking_and_local_imports() -> None:

@@ -1,12 +1,9 @@
-"""Run any operation in the background and collect its result later.
+"""One connection's background jobs: each runs a function on its own thread, by id.
 
-`job_start` returns a job id at once; `job_wait` blocks (up to its timeout)
-for the operation's result or error.  This lets the harness start a receiver
-on one host, a sender on another, and then gather both.
-
-Jobs belong to the connection that started them (see session.py): another
-connection cannot see them, and they are dropped when their connection closes
-or runs `close_all`/`reset`, waited for or not.
+A job's thread belongs to the table's `ThreadOwner` (the connection's session,
+session.py); its result waits in the table until `wait` collects it.  Jobs are
+dropped when their connection closes or runs `close_all`/`reset`, waited for or
+not.  The operations that start and wait for them are in job_ops.py.
 """
 
 from __future__ import annotations
@@ -14,14 +11,11 @@ from __future__ import annotations
 import itertools
 import threading
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from .args import Args
 from .errors import OperationTimeout, RequestError
 from .limits import MAX_JOBS_PER_CONNECTION, MAX_RUNNING_JOBS
-
-if TYPE_CHECKING:
-    from .session import Session
+from .threads import ThreadOwner
 
 #: Job threads running in the whole agent (all connections).
 _RUNNING = threading.BoundedSemaphore(MAX_RUNNING_JOBS)
@@ -34,10 +28,10 @@ class Job:
 
 
 class JobTable:
-    """One session's jobs, by id."""
+    """One session's jobs, by id; `owner` runs their threads."""
 
-    def __init__(self, session: Session) -> None:
-        self._session = session
+    def __init__(self, owner: ThreadOwner) -> None:
+        self._owner = owner
         self._lock = threading.Lock()
         self._jobs: dict[int, Job] = {}
         self._ids = itertools.count(1)
@@ -62,7 +56,7 @@ class JobTable:
                 _RUNNING.release()
                 job.done.set()
 
-        self._session.spawn(body, f"job-{job_id}")
+        self._owner.spawn(body, f"job-{job_id}")
         return job_id
 
     def wait(self, job_id: Any, timeout: float) -> dict[str, Any]:
@@ -90,25 +84,3 @@ class JobTable:
         with self._lock:
             return len(self._jobs)
 
-
-def make_ops(dispatch: Callable[[str, Any, Session], dict[str, Any]]) -> dict[str, Callable[[Args], dict[str, Any]]]:
-    """Job operations bound to the agent's dispatcher (which builds responses)."""
-
-    def op_job_start(args: Args) -> dict[str, Any]:
-        op = args.str("op", required=True)
-        inner = args.raw("args", {})
-        args.finish()
-        if op.startswith("job_"):
-            raise RequestError("job_start: jobs cannot start jobs")
-        session = args.session
-        return {"job": session.jobs.start(lambda: dispatch(op, inner, session))}
-
-    def op_job_wait(args: Args) -> dict[str, Any]:
-        job_id = args.raw("job", required=True)
-        timeout = args.timeout(60.0)
-        args.finish()
-        # The inner operation's response, verbatim: the protocol layer
-        # unwraps it so a job's error surfaces as that operation's error.
-        return {"__response__": args.session.jobs.wait(job_id, timeout)}
-
-    return {"job_start": op_job_start, "job_wait": op_job_wait}

@@ -28,7 +28,7 @@ from typing import Any
 from . import processes, sockets, system, workloads
 from .args import Args
 from .errors import OperationTimeout, RequestError
-from .jobs import make_ops
+from .job_ops import make_ops
 from .limits import LISTEN_BACKLOG, MAX_CONNECTIONS, MAX_DEPTH, MAX_LINE_BYTES, MAX_NUMBER_CHARS, PIPELINE_DEPTH
 from .session import Session
 

@@ -6,36 +6,32 @@ cleared: sockets are shut down (which wakes any call blocked on them) and
 closed, running jobs are told to stop, finished results are dropped, every
 process group it started is killed (SIGKILL).  So no client can leave sockets,
 jobs, processes or blocked threads behind.
+
+The tables live in their own modules (socket_table.py, jobs.py, process_table.py);
+the job and process tables know the session only as the `ThreadOwner` (threads.py)
+that runs their threads.
 """
 
 from __future__ import annotations
 
 import socket
 import threading
-import time
-from typing import TYPE_CHECKING
 
+from .jobs import JobTable
 from .limits import CLEANUP_WAIT_S
-
-if TYPE_CHECKING:
-    from .jobs import JobTable
-    from .processes import ProcessTable
-    from .sockets import SocketTable
+from .process_table import ProcessTable
+from .socket_table import SocketTable
+from .threads import ThreadOwner
 
 
-class Session:
+class Session(ThreadOwner):
     """One connection's resources.  `cancelled` is set while it is being cleared."""
 
     def __init__(self) -> None:
-        from .jobs import JobTable
-        from .processes import ProcessTable
-        from .sockets import SocketTable
-
-        self.sockets: SocketTable = SocketTable()
-        self.jobs: JobTable = JobTable(self)
-        self.processes: ProcessTable = ProcessTable(self)
-        self.cancelled = threading.Event()
-        self._threads: set[threading.Thread] = set()
+        super().__init__()
+        self.sockets = SocketTable()
+        self.jobs = JobTable(self)
+        self.processes = ProcessTable(self)
         # Sockets background work opened itself (echo's accepted connections):
         # not addressable by handle, but shut down by `clear` all the same.
         self._hidden: set[socket.socket] = set()
@@ -48,29 +44,6 @@ class Session:
     def release(self, sock: socket.socket) -> None:
         with self._lock:
             self._hidden.discard(sock)
-
-    def spawn(self, target: object, name: str, *args: object) -> threading.Thread:
-        """Start a daemon thread owned by this session (joined by `clear`)."""
-        def run() -> None:
-            try:
-                target(*args)  # type: ignore[operator]
-            finally:
-                with self._lock:
-                    self._threads.discard(threading.current_thread())
-
-        thread = threading.Thread(target=run, name=name, daemon=True)
-        with self._lock:
-            self._threads.add(thread)
-        thread.start()
-        return thread
-
-    def thread_count(self) -> int:
-        with self._lock:
-            return len(self._threads)
-
-    def sleep(self, seconds: float) -> bool:
-        """Wait `seconds` unless the session is cleared first; True if cleared."""
-        return self.cancelled.wait(max(0.0, seconds))
 
     def clear(self) -> int:
         """Close every socket, stop every job, process and thread; returns sockets closed.
@@ -91,11 +64,7 @@ class Session:
         self.jobs.clear()
         # Killing the process groups also ends their pump threads (EOF on the pipes).
         self.processes.clear()
-        deadline = time.monotonic() + CLEANUP_WAIT_S
-        with self._lock:
-            threads = [t for t in self._threads if t is not threading.current_thread()]
-        for thread in threads:
-            thread.join(max(0.0, deadline - time.monotonic()))
+        self.join_threads(CLEANUP_WAIT_S)
         # Ready for new work on the same connection (close_all, reset).
         self.cancelled.clear()
         return closed
