@@ -67,6 +67,10 @@ def _print_status(report: dict[str, Any]) -> None:
             shown = {k: v for k, v in values.get(direction, {}).items() if k in STATUS_COUNTERS}
             counts = " ".join(f"{k}={v}" for k, v in shown.items()) if setting else ""
             print(f"  {direction:9} {text}" + (f"\n            {counts}" if counts else ""))
+            engine = (entry.get("stats") or {}).get("engine_process")
+            if engine and engine.get("restarts"):
+                print(f"            engine process restarted {engine['restarts']}x (last: {engine.get('last_exit')}); "
+                      f"impairment re-applied: {'yes' if engine.get('reapplied') else 'no'}")
 
 
 def cmd_up(opts: argparse.Namespace) -> int:

@@ -250,7 +250,9 @@ _args = st.fixed_dictionaries({}, optional={
 _DOCUMENTED = {"bad_request", "bad_handle", "busy", "timeout", "os_error"}
 
 
-@settings(max_examples=150, deadline=None, database=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+# Derandomized: the same 150 inputs on every `make test`, so CI is red only for a change.
+@settings(max_examples=150, deadline=None, database=None, derandomize=True,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(op=st.sampled_from(sorted(processes.OPS)), extra=_args)
 def test_fuzzed_process_arguments_never_cause_an_internal_error(op: str, extra: dict) -> None:
     session = Session()

@@ -112,3 +112,21 @@ def test_netbed_status_says_which_counters_this_backend_cannot_measure(capsys: p
     assert "not available on this backend: seen dropped_loss" in out and " duplicated corrupted reordered" in out
     assert "passed=90 dropped=10 queue_depth=0" in out
     assert "duplicated=" not in out  # a counter the backend cannot measure is not shown as a number
+
+
+def test_netbed_status_reports_an_engine_restart(capsys: pytest.CaptureFixture[str]) -> None:
+    """A crashed engine process that the supervisor restarted is visible in `netbed status`."""
+    from netbed.cli import _print_status
+
+    engine = {"pid": 41, "running": True, "restarts": 1, "last_exit": "killed by SIGKILL", "reapplied": True,
+              "seconds_since_restart": 2.5}
+    status = {
+        "backend": "userspace", "reason": "forced", "directions": {
+            "to-server": {"impairment": {"description": "delay 10ms", "match": None},
+                          "stats": {"active": True, "engine_process": engine}},
+            "to-client": {"impairment": None, "stats": {"active": False}},
+        },
+    }
+    _print_status({"instance": "t", "running": True, "hosts": {}, "impairment": status})
+    out = capsys.readouterr().out
+    assert "engine process restarted 1x (last: killed by SIGKILL); impairment re-applied: yes" in out
