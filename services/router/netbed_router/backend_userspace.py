@@ -27,13 +27,13 @@ import logging
 import subprocess
 import threading
 from collections.abc import Callable, Mapping
-from typing import Any, Protocol
+from typing import Any
 
 from netbed_core.directions import DIRECTIONS
 
 from .backend import Applied, Backend, BackendStats, DirectionReport, Runner, run_command
 from .counters import MEASURED, EngineCounters
-from .engine import Engine, EngineConfig, HeldQueue
+from .engine import Engine, EngineConfig
 from .engine_supervisor import EngineProcess
 from .interfaces import find_interfaces
 from .match import normalize_match
@@ -41,31 +41,12 @@ from .nfqueue import (
     read_kernel_stats,
 )
 from .rules import CHAIN, Rules, disable_offloads, rule_args
+from .worker import QueueRunner
 
 log = logging.getLogger("netbed.router.userspace")
 
 QUEUE_NUMS = {"to-server": 0, "to-client": 1}
 
-
-
-class QueueRunner(Protocol):
-    """What the backend needs of one queue's engine runner: ``worker.QueueWorker`` (a thread
-    in this process) or ``engine_supervisor.EngineProcess`` (a supervised child process)."""
-
-    engine: Engine
-    held: HeldQueue
-
-    @property
-    def alive(self) -> bool: ...
-
-    @property
-    def fatal(self) -> str | None: ...
-
-    def set_engine(self, engine: Engine) -> None: ...
-
-    def flush(self, timeout_s: float = 2.0) -> bool: ...
-
-    def stop(self) -> None: ...
 
 
 WorkerFactory = Callable[[int, str], QueueRunner]

@@ -32,11 +32,11 @@ import os
 import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, fields
-from typing import IO, Any, Protocol
+from typing import IO, Any
 
 from .counters import EngineCounters
-from .engine import Engine, EngineConfig, HeldQueue
-from .worker import QueueWorker
+from .engine import Engine, EngineConfig
+from .worker import QueueRunner, QueueWorker
 
 log = logging.getLogger("netbed.router.engine")
 
@@ -71,29 +71,10 @@ def counters_from_wire(data: Mapping[str, Any], into: EngineCounters) -> None:
             setattr(into, name, data[name])
 
 
-class Worker(Protocol):
-    """What ``EngineHost`` needs of a ``QueueWorker``."""
-
-    engine: Engine
-    held: HeldQueue
-
-    @property
-    def alive(self) -> bool: ...
-
-    @property
-    def fatal(self) -> str | None: ...
-
-    def set_engine(self, engine: Engine) -> None: ...
-
-    def flush(self, timeout_s: float = 2.0) -> bool: ...
-
-    def stop(self) -> None: ...
-
-
 class EngineHost:
     """The requests above, on one queue worker (separate from the I/O for tests)."""
 
-    def __init__(self, worker: Worker) -> None:
+    def __init__(self, worker: QueueRunner) -> None:
         self.worker = worker
         self.closed = False
 

@@ -10,12 +10,34 @@ import socket
 import struct
 import threading
 import time
+from typing import Protocol
 
 from netbed_core.verdicts import NF_ACCEPT
 
 from .counters import EngineCounters
 from .engine import Engine, EngineConfig, HeldQueue
 from .nfqueue import MAX_COPY_RANGE, NFQNL_MSG_PACKET, NLMSG_ERROR, NfQueue, parse_packet
+
+
+class QueueRunner(Protocol):
+    """What drives one queue's engine, as the backend and the engine process see it:
+    ``QueueWorker`` (a thread in this process) or ``engine_supervisor.EngineProcess`` (a
+    supervised child process running a ``QueueWorker``)."""
+
+    engine: Engine
+    held: HeldQueue
+
+    @property
+    def alive(self) -> bool: ...
+
+    @property
+    def fatal(self) -> str | None: ...
+
+    def set_engine(self, engine: Engine) -> None: ...
+
+    def flush(self, timeout_s: float = 2.0) -> bool: ...
+
+    def stop(self) -> None: ...
 
 log = logging.getLogger("netbed.router.userspace")
 
