@@ -38,6 +38,10 @@ CONNECT_TIMEOUT_S = 1.5
 IDEMPOTENT_OPS = frozenset({
     "ping", "info", "snmp", "route_get", "sysctl", "close_all",
     "router_counters", "impair_status", "impair", "clear", "reset",
+    # "Kill every process this connection started": a second run finds none, and a new
+    # connection owns none (an agent kills a closed connection's processes), so it is safe to
+    # resend. Per-test teardown sends it after a router restart has broken the connection.
+    "proc_close_all",
 })
 
 #: (host, port, token) of an agent; a resolver is asked again on reconnect,
