@@ -398,6 +398,18 @@ def test_compare_tolerates_tick_rounding_and_tc_omissions() -> None:
     assert compare_netem_options(expected_netem_options(parse("slot distribution normal 10ms 2ms")), got) == []
 
 
+def test_a_zero_valued_section_is_not_a_false_mismatch() -> None:
+    """Issue #9: tc's JSON omits a section whose main value is 0 (iproute2 prints delay only
+    for a latency above 0, loss-random and corrupt only above 0%), so their jitter or
+    correlation cannot be read back; the comparison used to report them as mismatches."""
+    plain = {"limit": 1000, "ecn": False, "gap": 0}
+    for text in ("delay 0ms 5ms", "loss 0% 25%", "corrupt 0% 25%", "delay 0ms 5ms 10% loss 0% 25% corrupt 0% 1%"):
+        assert compare_netem_options(expected_netem_options(parse(text)), plain) == [], text
+    # A section the kernel should show is still checked: losing the delay is a mismatch.
+    assert compare_netem_options(expected_netem_options(parse("delay 1ms 5ms")), plain) == [
+        "delay.delay: asked 0.001, kernel has 0.0", "delay.jitter: asked 0.005, kernel has 0.0"]
+
+
 def test_compare_reports_every_difference() -> None:
     exp = expected_netem_options(parse("limit 500 delay 50ms loss 5% ecn"))
     got = {"limit": 1000, "delay": {"delay": 0.051, "jitter": 0, "correlation": 0},

@@ -148,7 +148,11 @@ class Delay(Section):
         return out
 
     def readback(self) -> dict[str, Any]:
-        # The distribution table is not printed by tc, so it cannot be compared.
+        # The distribution table is not printed by tc, so it cannot be compared. tc prints the
+        # delay section only when the delay is above zero, so `delay 0ms 5ms` shows nothing and
+        # its jitter cannot be read back (compared with the zeros of an unset delay instead).
+        if self.delay_ms == 0:
+            return {}
         return {"delay": {"delay": self.delay_ms / 1e3, "jitter": self.jitter_ms / 1e3,
                           "correlation": self.correlation_pct / 100}}
 

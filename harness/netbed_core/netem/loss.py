@@ -132,6 +132,8 @@ class RandomLoss(LossModel):
         return out
 
     def readback(self) -> dict[str, Any]:
+        if self.pct == 0:
+            return {}  # tc prints loss-random only above 0%: its correlation cannot be read back
         return {"loss-random": {"loss": self.pct / 100, "correlation": self.correlation_pct / 100}}
 
 

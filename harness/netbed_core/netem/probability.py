@@ -76,4 +76,6 @@ class Corrupt(_Probability):
         return {"corrupt": {"corrupt": 0.0, "correlation": 0.0}}
 
     def readback(self) -> dict[str, Any]:
+        if self.pct == 0:
+            return {}  # tc prints corrupt only above 0%: its correlation cannot be read back
         return {"corrupt": {"corrupt": self.pct / 100, "correlation": self.correlation_pct / 100}}
