@@ -394,3 +394,13 @@ def test_model_validation() -> None:
         Slot(distribution="uniform", delay_ms=1.0, jitter_ms=1.0)
     with pytest.raises(NetemError, match='"loss" must be a RandomLoss'):
         Netem(loss=Delay(1.0))  # type: ignore[arg-type]
+
+
+def test_jitter_above_what_the_kernel_keeps_is_refused() -> None:
+    """Issue #9: tc accepts any jitter up to 274877 ms, but netem keeps at most INT_MAX ns
+    (about 2.147 s) and silently caps a larger one; netbed refuses it and says why."""
+    assert parse("delay 1s 2147.483647ms").delay is not None
+    with pytest.raises(NetemError, match=r"jitter 3000ms is above the 2147.483647ms the kernel keeps"):
+        parse("delay 10s 3s")
+    with pytest.raises(NetemError, match="kernel keeps"):
+        from_dict({"delay": {"delay_ms": 10_000.0, "jitter_ms": 2147.484}})

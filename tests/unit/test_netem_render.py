@@ -143,7 +143,7 @@ def _random_netem(rng: random.Random) -> Netem:
         return Netem(partition=True)
     delay = None
     if rng.random() < 0.6:
-        jitter = _ms(rng) if rng.random() < 0.6 else 0.0
+        jitter = _ms(rng, 2147.0) if rng.random() < 0.6 else 0.0  # the kernel keeps at most ~2147 ms
         base = _ms(rng)
         dist = rng.choice([None, "normal", "pareto", "paretonormal"]) if jitter > 0 and base > 0 else None
         delay = Delay(base, jitter, _pct(rng) if rng.random() < 0.3 else 0.0, dist)

@@ -13,6 +13,7 @@ __all__ = [
     "DELAY_DISTRIBUTIONS",
     "FULL_PACKET_BYTES",
     "MAX_DELAY_MS",
+    "MAX_JITTER_MS",
     "MAX_SLOT_MS",
     "NetemError",
     "S32_MAX",
@@ -37,6 +38,11 @@ FULL_PACKET_BYTES = 1500
 
 MAX_DELAY_MS = 274877.906944
 """Largest delay/jitter tc accepts: 2**32 psched ticks of 64 ns (tc says "time (too large)")."""
+
+MAX_JITTER_MS = (2**31 - 1) / 1e6
+"""Largest jitter the kernel keeps: netem stores it as at most INT_MAX nanoseconds
+(``min_t(s64, abs(jitter), INT_MAX)`` in ``netem_change``) and silently caps a larger one, which
+tc accepts; netbed refuses it instead of applying something other than asked."""
 
 MAX_SLOT_MS = (2**63 - 1) / 1e6
 """Largest slot time: netem keeps slot times as s64 nanoseconds (about 292 years)."""

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any, ClassVar
 
-from .checks import DELAY_DISTRIBUTIONS, MAX_DELAY_MS, NetemError, check_ms, check_pct, set_field
+from .checks import DELAY_DISTRIBUTIONS, MAX_DELAY_MS, MAX_JITTER_MS, NetemError, check_ms, check_pct, set_field
 from .section import NetemView, Section, Tokens, correlation_warning, suggest
 from .units import format_percent, format_time_ms
 
@@ -45,6 +45,11 @@ class Delay(Section):
     def __post_init__(self) -> None:
         set_field(self, "delay_ms", check_ms("delay_ms", self.delay_ms, limit=MAX_DELAY_MS))
         set_field(self, "jitter_ms", check_ms("jitter_ms", self.jitter_ms, limit=MAX_DELAY_MS))
+        if self.jitter_ms > MAX_JITTER_MS:
+            raise NetemError(
+                f'netem: jitter {format_time_ms(self.jitter_ms)} is above the {format_time_ms(MAX_JITTER_MS)} '
+                "the kernel keeps: netem would silently cap it (tc accepts it), so netbed refuses it",
+                token="jitter_ms", expected=f"a jitter up to {format_time_ms(MAX_JITTER_MS)}")
         set_field(self, "correlation_pct", check_pct("correlation_pct", self.correlation_pct))
         if self.distribution is not None:
             if self.distribution not in DELAY_DISTRIBUTIONS:
