@@ -78,8 +78,10 @@ def test_bad_types_are_bad_requests(host: Host) -> None:
 
 def test_spawn_output_and_context_manager_kill(host: Host) -> None:
     with host.spawn(["sh", "-c", "echo up; echo e >&2; exec sleep 30"]) as proc:
+        # stdout and stderr are read by two pump threads: wait for both, not only stdout (the
+        # first version did, and a fresh-clone CI run saw stderr still empty).
         deadline = time.monotonic() + 5
-        while proc.output().stdout != b"up\n" and time.monotonic() < deadline:
+        while (proc.output().stdout, proc.output().stderr) != (b"up\n", b"e\n") and time.monotonic() < deadline:
             time.sleep(0.02)
         output = proc.output()
         assert (output.stdout, output.stderr) == (b"up\n", b"e\n")
