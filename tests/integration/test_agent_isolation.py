@@ -77,6 +77,10 @@ def test_a_request_without_the_token_is_refused(testbed: Testbed) -> None:
         assert json.loads(stream.readline())["result"] == {"closed": 0}
 
 
+#: How long a Docker host address may stay tentative (IPv6 duplicate address detection), seconds.
+DAD_WAIT_S = 5.0
+
+
 def _docker_host_addresses(testbed: Testbed) -> list[tuple[str, str]]:
     """(network, address) of the Docker host on every network of the client and server."""
     found = []
@@ -96,11 +100,21 @@ def host_listeners(testbed: Testbed) -> Iterator[list[tuple[str, socket.socket]]
         for net, address in _docker_host_addresses(testbed):
             family = socket.AF_INET6 if ":" in address else socket.AF_INET
             sock = socket.socket(family, socket.SOCK_DGRAM)
-            try:
-                sock.bind((address, 0))
-            except OSError as exc:
-                sock.close()
-                pytest.skip(f"the Docker host's address {address} is not local here ({exc}): not a Linux engine")
+            # A bridge's IPv6 address stays "tentative" (duplicate address detection) for a
+            # second or two after its network is created, and binding it fails meanwhile with
+            # EADDRNOTAVAIL; a fresh-clone CI run skipped this test for that. Wait it out.
+            deadline = time.monotonic() + DAD_WAIT_S
+            while True:
+                try:
+                    sock.bind((address, 0))
+                    break
+                except OSError as exc:
+                    if exc.errno == errno.EADDRNOTAVAIL and time.monotonic() < deadline:
+                        time.sleep(0.1)  # polling, with the deadline above
+                        continue
+                    sock.close()
+                    pytest.skip(f"the Docker host's address {address} is not an address of this machine "
+                                f"({exc}) after {DAD_WAIT_S:g} s: the Docker engine runs elsewhere (a VM?)")
             sock.settimeout(0)
             listeners.append((net, sock))
         yield listeners
