@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import json
 import socket
+import statistics
 import sys
 import time
 import traceback
@@ -94,6 +95,7 @@ class Ctx:
     def __init__(self, loss_packets: int) -> None:
         self.loss_packets = loss_packets
         self.base_ms: dict[str, float] = {}
+        self.base_spread_ms: dict[str, float] = {}  # userspace-timed baselines only (ping)
         with inside(R):
             self.backend = KernelBackend(*NETS)
         self.notes: list[str] = []
@@ -123,24 +125,35 @@ class Ctx:
         return flow.median_ms() - self.base_ms[key]
 
 
+def spread_ms(values: list[float]) -> float:
+    """The 10th-90th percentile range of ``values``, ms."""
+    deciles = statistics.quantiles(values, n=10)
+    return deciles[-1] - deciles[0]
+
+
 def tolerance_ms(delay_ms: float) -> float:
     return max(0.5, 0.02 * delay_ms)
 
 
 def expect_added(ctx: Ctx, label: str, key: str, measure: Callable[[], Flow], want_ms: float) -> float:
     """Median added delay of ``measure()``'s packets against the baseline ``key``; must be
-    ``want_ms`` within max(0.5 ms, 2%). Measured a second time (and said so) if the first is out:
-    the emulated VM shares two host cores, and a host stall shifts a 0.2 s sample's median."""
+    ``want_ms`` within max(0.5 ms, 2%), plus, for a baseline timed in userspace (ping's RTTs),
+    that baseline's own 10th-90th percentile spread measured at the start of the run: ping
+    timestamps its echoes in an emulated process, so its RTTs carry this VM's scheduling noise,
+    which the kernel's receive timestamps of the UDP flows do not (a fresh-clone CI run saw an
+    ICMP RTT of +51.03 ms against 50 +/- 1). Measured a second time (and said so) if the first
+    is out: the emulated VM shares two host cores, and a host stall shifts a 0.2 s sample's median."""
     flow = measure()
     assert flow.lost == 0, f"{label}: {flow.lost} lost"
     got = ctx.added_ms(key, flow)
-    if abs(got - want_ms) > tolerance_ms(want_ms):
+    allowed = tolerance_ms(want_ms) + ctx.base_spread_ms.get(key, 0.0)
+    if abs(got - want_ms) > allowed:
         first = got
         flow = measure()
         got = ctx.added_ms(key, flow)
         ctx.note(f"{label}: +{first:.3f} ms on the first sample, re-measured: +{got:.3f} ms")
-    assert abs(got - want_ms) <= tolerance_ms(want_ms), (
-        f"{label}: median +{got:.3f} ms, expected +{want_ms:g} ms within {tolerance_ms(want_ms):g} ms")
+    assert abs(got - want_ms) <= allowed, (
+        f"{label}: median +{got:.3f} ms, expected +{want_ms:g} ms within {allowed:.3f} ms")
     if want_ms:
         assert min(flow.one_way_ms()) >= want_ms - 0.01, f"{label}: a packet took {min(flow.one_way_ms()):.3f} ms"
     return got
@@ -173,9 +186,11 @@ def test_baseline_pristine(ctx: Ctx) -> None:
     ping = ping_flow(C, S4, 50)
     assert ping.lost == 0
     ctx.base_ms["ping4"] = ping.median_ms()
+    ctx.base_spread_ms["ping4"] = spread_ms(ping.one_way_ms())
     ping6 = ping_flow(C, S6, 50)
     assert ping6.lost == 0
     ctx.base_ms["ping6"] = ping6.median_ms()
+    ctx.base_spread_ms["ping6"] = spread_ms(ping6.one_way_ms())
     ctx.note("baseline medians (ms): " + ", ".join(f"{k} {v:.3f}" for k, v in ctx.base_ms.items()))
 
 
