@@ -68,12 +68,12 @@ CASES = [
         'behind the previous packet; the measured jitter will be smaller than 2ms. Drop the rate if'
         ' you need the full jitter.',
     ]),
-    ('delay 0.0005ms 1', [
-        'jitter 1us is larger than the delay 0.0005ms: delays drawn below zero are sent at once, so'
+    ('delay 0.0015ms 2', [
+        'jitter 2us is larger than the delay 0.0015ms: delays drawn below zero are sent at once, so'
         ' the delay distribution is cut off at 0 (its mean is higher than the delay), and packets '
         'overtake each other since netem sends each packet at its own random time; use a jitter no '
         'larger than the delay.',
-        'delay 0.0005ms is not a whole number of microseconds; tc truncates it to 0us, so give it '
+        'delay 0.0015ms is not a whole number of microseconds; tc truncates it to 1us, so give it '
         'in whole microseconds.',
     ]),
     ('rate 1001bit', [

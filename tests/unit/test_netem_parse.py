@@ -191,10 +191,34 @@ def test_slot_forms() -> None:
     assert parse("slot 10ms bytes 1500 packets 5").slot == Slot(10.0, 10.0, max_packets=5, max_bytes=1500)
     assert parse("slot distribution normal 10ms 2ms").slot == Slot(distribution="normal", delay_ms=10.0,
                                                                     jitter_ms=2.0)
-    assert parse("slot distribution mytable 10ms 2ms").slot == Slot(distribution="mytable", delay_ms=10.0,
-                                                                     jitter_ms=2.0)
+    assert parse("slot distribution pareto 10ms 2ms").slot == Slot(distribution="pareto", delay_ms=10.0,
+                                                                    jitter_ms=2.0)
     # tc ships no uniform table: uniform spacing is the MIN MAX form.
     assert parse("slot distribution uniform 10ms 2ms packets 3").slot == Slot(8.0, 12.0, max_packets=3)
+
+
+def test_slot_distribution_table_must_exist() -> None:
+    # tc looks for NAME.dist and refuses a missing table; netbed refuses it at parse time with
+    # the names it knows, instead of accepting a config the kernel backend cannot apply.
+    with pytest.raises(NetemError, match='no slot distribution table "mytable": expected one of normal'):
+        parse("slot distribution mytable 10ms 2ms")
+
+
+def test_values_tc_would_send_as_zero_are_refused() -> None:
+    # tc keeps whole microseconds for delay/jitter, whole nanoseconds for slot times and
+    # probabilities in steps of 2^-32: below that it sends 0 (and then, e.g. with reorder or
+    # ecn, refuses what netbed had accepted).
+    for text, unit in (("delay 0.5us", "1us"), ("delay 1ms 0.9us", "1us"), ("slot 0.5ns", "1ns"),
+                       ("slot distribution normal 1ms 0.1ns", "1ns")):
+        with pytest.raises(NetemError, match=f"below {unit}, tc's resolution"):
+            parse(text)
+    for text in ("loss 0.00000001%", "delay 10ms reorder 0.000000001%", "duplicate 1% 0.000000005%"):
+        with pytest.raises(NetemError, match="below tc's resolution"):
+            parse(text)
+    # The smallest values tc can express still parse.
+    assert parse("delay 1us 1us").delay is not None
+    assert parse("slot 1ns").slot is not None
+    assert parse("loss 0.0000000117%").loss is not None
 
 
 def test_partition_alone() -> None:

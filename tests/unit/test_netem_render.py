@@ -169,8 +169,8 @@ def _random_netem(rng: random.Random) -> Netem:
             lo = _ms(rng, 50)
             slot = Slot(lo, lo + rng.choice([0.0, 0.0005, _ms(rng, 50)]), **extra)  # type: ignore[arg-type]
         else:
-            slot = Slot(distribution=rng.choice(["normal", "pareto", "custom"]), delay_ms=_ms(rng, 50),
-                        jitter_ms=rng.choice([0.001, 2.0, 0.0000005]), **extra)  # type: ignore[arg-type]
+            slot = Slot(distribution=rng.choice(["normal", "pareto", "paretonormal"]), delay_ms=_ms(rng, 50),
+                        jitter_ms=rng.choice([0.001, 2.0, 0.000001]), **extra)  # type: ignore[arg-type]
     has_loss = loss is not None and not (isinstance(loss, RandomLoss) and loss.pct == 0)
     return Netem(
         delay=delay,

@@ -15,6 +15,10 @@ __all__ = [
     "MAX_DELAY_MS",
     "MAX_JITTER_MS",
     "MAX_SLOT_MS",
+    "NS_RESOLUTION_MS",
+    "PCT_RESOLUTION",
+    "SLOT_DISTRIBUTIONS",
+    "US_RESOLUTION_MS",
     "NetemError",
     "S32_MAX",
     "U32_MAX",
@@ -33,6 +37,11 @@ DEFAULT_LIMIT_PACKETS = 1000
 DELAY_DISTRIBUTIONS: tuple[str, ...] = ("uniform", "normal", "pareto", "paretonormal")
 """Delay distributions accepted by netbed. ``uniform`` is netem's built-in (no table)."""
 
+SLOT_DISTRIBUTIONS: tuple[str, ...] = ("normal", "pareto", "paretonormal")
+"""Slot distribution tables accepted by netbed: the tables iproute2 ships (minus ``experimental``,
+which the userspace engine does not generate). tc would look for any other name as a file
+``/usr/lib/tc/NAME.dist`` and refuse it when missing; netbed refuses it at parse time."""
+
 FULL_PACKET_BYTES = 1500
 """Packet size assumed by lint when estimating packets in flight (an Ethernet MTU)."""
 
@@ -50,6 +59,16 @@ MAX_SLOT_MS = (2**63 - 1) / 1e6
 U32_MAX = 2**32 - 1
 S32_MAX = 2**31 - 1
 U64_MAX = 2**64 - 1
+
+PCT_RESOLUTION = 100 / U32_MAX
+"""tc's step for a percentage, in percent: it sends a probability as ``rint(p * (2**32 - 1))``,
+so anything under half a step (about 0.0000000116%) reaches the kernel as 0."""
+
+US_RESOLUTION_MS = 0.001
+"""tc's resolution for ``delay`` and its jitter, in ms: ``get_time()`` keeps whole microseconds."""
+
+NS_RESOLUTION_MS = 0.000001
+"""tc's resolution for ``slot`` times, in ms: ``get_time64()`` keeps whole nanoseconds."""
 
 
 class NetemError(ValueError):
@@ -94,16 +113,23 @@ def check_number(name: str, value: object) -> float:
 
 
 def check_pct(name: str, value: object) -> float:
-    """``value`` as a percentage, 0-100."""
+    """``value`` as a percentage, 0-100; a non-zero value tc would send as 0 is refused."""
     v = check_number(name, value)
     if not 0.0 <= v <= 100.0:
         raise NetemError(f'netem: "{name}" = {show(value)} is outside 0-100%', token=name,
                          expected="a percentage between 0 and 100")
+    if 0.0 < v < PCT_RESOLUTION / 2:
+        raise NetemError(
+            f'netem: "{name}" = {show(value)}% is below tc\'s resolution: tc sends a probability in '
+            f"steps of 1/4294967295 and would send 0; give 0 or at least {PCT_RESOLUTION / 2:.10f}%",
+            token=name, expected="0, or a percentage tc can express")
     return v
 
 
-def check_ms(name: str, value: object, *, limit: float = MAX_SLOT_MS) -> float:
-    """``value`` as a time in milliseconds, from 0 to ``limit``."""
+def check_ms(name: str, value: object, *, limit: float = MAX_SLOT_MS, resolution: float = NS_RESOLUTION_MS,
+             unit: str = "1ns") -> float:
+    """``value`` as a time in milliseconds, from 0 to ``limit``; a non-zero time under tc's
+    ``resolution`` (ms; ``unit`` names it) is refused, since tc would send it as 0."""
     v = check_number(name, value)
     if v < 0:
         raise NetemError(f'netem: "{name}" = {show(value)} is negative', token=name,
@@ -111,6 +137,10 @@ def check_ms(name: str, value: object, *, limit: float = MAX_SLOT_MS) -> float:
     if v > limit:
         raise NetemError(f'netem: "{name}" = {show(value)} ms is too large for tc (at most {limit} ms)',
                          token=name, expected=f"a time up to {limit}ms")
+    if 0 < v < resolution:
+        raise NetemError(f'netem: "{name}" = {show(value)} ms is below {unit}, tc\'s resolution here: '
+                         f"tc would send 0; give 0 or at least {unit}", token=name,
+                         expected=f"0, or a time of at least {unit}")
     return v
 
 

@@ -8,7 +8,16 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any, ClassVar
 
-from .checks import DELAY_DISTRIBUTIONS, MAX_DELAY_MS, MAX_JITTER_MS, NetemError, check_ms, check_pct, set_field
+from .checks import (
+    DELAY_DISTRIBUTIONS,
+    MAX_DELAY_MS,
+    MAX_JITTER_MS,
+    US_RESOLUTION_MS,
+    NetemError,
+    check_ms,
+    check_pct,
+    set_field,
+)
 from .section import NetemView, Section, Tokens, correlation_warning, suggest
 from .units import format_percent, format_time_ms
 
@@ -43,8 +52,10 @@ class Delay(Section):
     distribution: str | None = None
 
     def __post_init__(self) -> None:
-        set_field(self, "delay_ms", check_ms("delay_ms", self.delay_ms, limit=MAX_DELAY_MS))
-        set_field(self, "jitter_ms", check_ms("jitter_ms", self.jitter_ms, limit=MAX_DELAY_MS))
+        set_field(self, "delay_ms", check_ms("delay_ms", self.delay_ms, limit=MAX_DELAY_MS,
+                                                 resolution=US_RESOLUTION_MS, unit="1us"))
+        set_field(self, "jitter_ms", check_ms("jitter_ms", self.jitter_ms, limit=MAX_DELAY_MS,
+                                              resolution=US_RESOLUTION_MS, unit="1us"))
         if self.jitter_ms > MAX_JITTER_MS:
             raise NetemError(
                 f'netem: jitter {format_time_ms(self.jitter_ms)} is above the {format_time_ms(MAX_JITTER_MS)} '

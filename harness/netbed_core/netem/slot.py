@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any, ClassVar
 
-from .checks import S32_MAX, NetemError, check_int, check_ms, set_field
+from .checks import S32_MAX, SLOT_DISTRIBUTIONS, NetemError, check_int, check_ms, set_field
 from .section import NetemView, Section, Tokens
 from .units import UnitError, format_time_ms, parse_size_bytes
 
@@ -26,7 +26,7 @@ class Slot(Section):
     * min/max form: ``distribution``, ``delay_ms`` and ``jitter_ms`` are None; slots are spaced
       uniformly between ``min_delay_ms`` and ``max_delay_ms`` (equal when no max was given).
     * distribution form: ``min_delay_ms == max_delay_ms == 0`` and ``distribution`` names a tc
-      table (``normal``, ``pareto``, ``paretonormal`` or a custom FILE); slot spacing is
+      table (``normal``, ``pareto`` or ``paretonormal``); slot spacing is
       ``delay_ms`` +/- ``jitter_ms`` (jitter must be above 0). ``uniform`` is not a table tc
       ships; the parser turns ``slot distribution uniform D J`` into ``slot D-J D+J``.
 
@@ -69,7 +69,12 @@ class Slot(Section):
                 raise NetemError(
                     'netem: tc has no "uniform" slot distribution table: write "slot MIN MAX" '
                     "(slots uniformly spaced between MIN and MAX) instead",
-                    token="uniform", expected="normal, pareto, paretonormal or a table FILE")
+                    token="uniform", expected="normal, pareto or paretonormal")
+            if name not in SLOT_DISTRIBUTIONS:
+                raise NetemError(
+                    f'netem: no slot distribution table "{name}": expected one of '
+                    f"{', '.join(SLOT_DISTRIBUTIONS)} (tc would look for a file {name}.dist and refuse it "
+                    "where it is missing)", token=name, expected=f"one of {', '.join(SLOT_DISTRIBUTIONS)}")
             if self.min_delay_ms != 0 or self.max_delay_ms != 0:
                 raise NetemError("netem: a slot uses either MIN [MAX] or a distribution, not both",
                                  token="distribution", expected="min/max delay 0 with a distribution")
@@ -110,7 +115,7 @@ class Slot(Section):
                 raise t.bad("slot", tok, expected)
             t.take()
             dist = t.need("slot distribution", "a distribution name",
-                          "normal, pareto, paretonormal or a table FILE")
+                          "normal, pareto or paretonormal")
             dmean = t.time("slot distribution delay",
                            t.need("slot distribution", "a delay and a jitter", "a time like 10ms"),
                            nanoseconds=True)
