@@ -111,6 +111,8 @@ _WRITE_TEXT = re.compile(r'^write\(2, "(.*)", \d+\)')
 
 
 def _split_in_order(log: str) -> list[tuple[list[bytes], list[str]]]:
+    """strace's log cut at every RTM_GETQDISC marker: (sent messages, stderr lines) per argument
+    line, plus a last segment for what followed the last marker."""
     segments: list[tuple[list[bytes], list[str]]] = []
     messages: list[bytes] = []
     errors: list[str] = []
@@ -141,15 +143,19 @@ def _split_in_order(log: str) -> list[tuple[list[bytes], list[str]]]:
         elif (text := _WRITE_TEXT.match(line)) is not None:
             errors.append(text.group(1).encode().decode("unicode_escape").strip())
     finish_message()
+    segments.append((messages, errors))
     return segments
 
 
-def run_tc_batch(arg_lines: list[str], *, netns: str) -> list[TcVerdict]:
-    """Run every line through `tc qdisc replace dev lo root netem LINE` in `netns` (which must
-    exist), in one tc process, and return tc's verdict on each line, in order."""
-    for line in arg_lines:
-        if any(c in line for c in "\"'#\\\n"):
-            raise ValueError(f"corpus line {line!r}: quotes, '#', backslashes and newlines are not allowed")
+def _verdict(line: str, messages: list[bytes], errors: list[str]) -> TcVerdict:
+    new = [m for m in messages if len(m) >= 6 and struct.unpack_from("<H", m, 4)[0] == RTM_NEWQDISC]
+    text = " ".join(e for e in errors if e and not e.startswith("Command failed"))
+    if new:
+        return TcVerdict(line, True, options=decode_newqdisc(new[-1]))
+    return TcVerdict(line, False, error=text)
+
+
+def _run_batch(arg_lines: list[str], netns: str) -> list[tuple[list[bytes], list[str]]]:
     with tempfile.TemporaryDirectory(prefix="netbed-tcdiff-") as tmp:
         batch = Path(tmp) / "batch"
         batch.write_text("".join(f"qdisc replace dev lo root netem {line}\nqdisc show dev lo\n"
@@ -160,15 +166,23 @@ def run_tc_batch(arg_lines: list[str], *, netns: str) -> list[TcVerdict]:
                "tc", "-force", "-batch", str(batch)]
         # tc exits non-zero when any line failed; that is expected here.
         subprocess.run(cmd, capture_output=True, timeout=600, check=False)
-        segments = _split_in_order(trace.read_text())
-    if len(segments) != len(arg_lines):
-        raise RuntimeError(f"tc batch: {len(segments)} markers for {len(arg_lines)} lines (strace output changed?)")
-    verdicts = []
-    for line, (messages, errors) in zip(arg_lines, segments, strict=True):
-        new = [m for m in messages if len(m) >= 6 and struct.unpack_from("<H", m, 4)[0] == RTM_NEWQDISC]
-        text = " ".join(e for e in errors if e and not e.startswith("Command failed"))
-        if new:
-            verdicts.append(TcVerdict(line, True, options=decode_newqdisc(new[-1])))
-        else:
-            verdicts.append(TcVerdict(line, False, error=text))
+        return _split_in_order(trace.read_text())
+
+
+def run_tc_batch(arg_lines: list[str], *, netns: str) -> list[TcVerdict]:
+    """Run every line through `tc qdisc replace dev lo root netem LINE` in `netns` (which must
+    exist), in as few tc processes as possible, and return tc's verdict on each line, in order.
+
+    A keyword missing its argument (`gap` at the end) makes tc exit at once, ending the batch:
+    that line is a refusal, and the batch resumes after it."""
+    for line in arg_lines:
+        if any(c in line for c in "\"'#\\\n"):
+            raise ValueError(f"corpus line {line!r}: quotes, '#', backslashes and newlines are not allowed")
+    verdicts: list[TcVerdict] = []
+    while len(verdicts) < len(arg_lines):
+        rest = arg_lines[len(verdicts):]
+        *done, tail = _run_batch(rest, netns)
+        verdicts += [_verdict(line, *segment) for line, segment in zip(rest, done, strict=False)]
+        if len(done) < len(rest):  # tc exited on this line
+            verdicts.append(_verdict(rest[len(done)], *tail))
     return verdicts

@@ -53,7 +53,8 @@ from typing import Any
 
 from netbed_core.direction_stats import DirectionStats
 from netbed_core.directions import DIRECTIONS
-from netbed_core.netem import Netem, from_dict, to_tc_args
+from netbed_core.netem import Netem, from_dict
+from netbed_core.netem.iproute2 import tc_command_args
 
 from .backend import Applied, Backend, BackendStats, DirectionReport, Runner, run_command
 from .interfaces import InterfaceError, find_interfaces
@@ -287,7 +288,7 @@ class KernelBackend(Backend):
             self.clear(direction)
             return Applied(direction, queued=False, seed=netem.seed,
                            details={"interface": dev, "tc_args": [], "match": m, "readback": None})
-        args = to_tc_args(netem)
+        args = tc_command_args(netem)  # to_tc_args with iproute2 bugs worked around
         current = _major((self._root(self.qdiscs(dev)) or {}).get("handle"))
         commands: list[list[str]]
         if m is None:
