@@ -57,11 +57,14 @@ class Duplicate(_Probability):
 
     @classmethod
     def readback_zeros(cls) -> dict[str, dict[str, float] | None]:
-        return {"duplicate": {"duplicate": 0.0}}
+        return {"duplicate": {"duplicate": 0.0, "correlation": 0.0}}
 
     def readback(self) -> dict[str, Any]:
-        # Linux 6.1 reports a duplicate correlation of 0 whatever was set: not comparable.
-        return {"duplicate": {"duplicate": self.pct / 100}}
+        # The correlation reaches the kernel only through iproute2.tc_command_args's workaround
+        # (iproute2 drops it otherwise); reading it back proves the workaround worked.
+        if self.pct == 0:
+            return {}  # tc prints duplicate only above 0%: its correlation cannot be read back
+        return {"duplicate": {"duplicate": self.pct / 100, "correlation": self.correlation_pct / 100}}
 
 
 @dataclass(frozen=True)
