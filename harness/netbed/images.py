@@ -36,7 +36,9 @@ BOOTSTRAP_IMAGE = "netbed/base:bookworm"
 #: those two images an `apt-get update` each (about a minute of a cold `make up`).
 PACKAGES = ["python3", "iproute2", "iptables", "procps", "iputils-ping", "ethtool", "tcpdump",
             "curl", "netcat-openbsd", "iperf3"]
-LABELS = {"io.netbed.testbed": "true", "io.netbed.image": "true", "io.netbed.base": "true"}
+#: io.netbed.image names the image's own repository: an image built FROM this one inherits
+#: the value but not the repository, so `netbed clean --images` leaves it alone (own_images.py).
+LABELS = {"io.netbed.testbed": "true", "io.netbed.image": BOOTSTRAP_IMAGE.split(":")[0], "io.netbed.base": "true"}
 
 
 def _have_image(client: docker.DockerClient, name: str) -> bool:

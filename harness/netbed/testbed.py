@@ -29,7 +29,7 @@ import tenacity
 
 from netbed_core.direction_stats import COUNTERS, DirectionStats
 
-from . import docker_api, images
+from . import attach, docker_api, images
 from .agent import AgentConnection
 from .compose import COMPOSE_FILE, Compose
 from .errors import AgentConnectionError, ComposeError, NetbedError, NotReady, TestbedNotRunning
@@ -288,6 +288,7 @@ class Testbed:
         """Stop and remove the hosts, networks and volumes; idempotent."""
         self.close_connections()
         try:
+            attach.remove_attachments(self.docker, self.instance)  # before the hosts whose namespaces they share
             for args in self.cleanup:
                 self.compose().run(args)
         finally:
