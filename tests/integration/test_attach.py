@@ -7,10 +7,14 @@ second): python3's http.server, as a user's own service would be.
 from __future__ import annotations
 
 import io
+import os
 import socket
+import subprocess
+import sys
 import time
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 
 import docker
 import docker.errors
@@ -121,3 +125,32 @@ def test_the_reaper_removes_an_attachment_whose_session_ended(testbed: Testbed, 
         assert testbed.is_running(), "only the ended session's attachment was removed"
     finally:
         orphan.stop()
+
+
+INNER_FAILING_TEST = '''
+import os
+
+def test_fails_with_an_attachment(server):
+    httpd = server.attach(os.environ["HTTPD_IMAGE"], ["python3", "-c", "print('hello from the sidecar', flush=True); "
+                                                      "import time; time.sleep(600)"])
+    httpd.run(["true"], timeout=20)
+    import time
+    deadline = time.monotonic() + 30
+    while "hello" not in httpd.logs() and time.monotonic() < deadline:
+        time.sleep(0.05)  # polling its log, with a deadline
+    assert False, "deliberate failure: the report must carry the attachment's log"
+'''
+
+
+def test_a_failing_tests_report_carries_the_attachments_log_and_it_is_removed(
+        testbed: Testbed, httpd_image: str, tmp_path: Path) -> None:
+    """An inner pytest session on this testbed (reused, so left running): its failing test's
+    report shows the attachment's log, and the attachment is gone after the test."""
+    (tmp_path / "test_inner.py").write_text(INNER_FAILING_TEST)
+    env = {**os.environ, "HTTPD_IMAGE": httpd_image}
+    proc = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--netbed-instance",
+                           testbed.instance, "test_inner.py"], cwd=tmp_path, env=env, capture_output=True, text=True,
+                          timeout=300)
+    assert proc.returncode == 1 and "1 failed" in proc.stdout, proc.stdout[-3000:] + proc.stderr[-2000:]
+    assert "netbed attachment on server" in proc.stdout and "hello from the sidecar" in proc.stdout, proc.stdout[-3000:]
+    assert attachments_of(testbed) == []
