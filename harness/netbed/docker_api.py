@@ -72,7 +72,7 @@ def remove_by_label(client: docker.DockerClient, instance: str | None = None,
     # NotFound: another netbed command (a reaper, a concurrent `down`) removed it first.
     containers = client.containers.list(all=True, filters=flt, ignore_removed=True)
     # Attached containers (attach.py) first: they share the namespaces of the hosts.
-    for container in sorted(containers, key=lambda c: LABEL_ATTACHMENT not in (c.labels or {})):
+    for container in sorted(containers, key=lambda c: LABEL_ATTACHMENT not in (getattr(c, "labels", None) or {})):
         with contextlib.suppress(docker.errors.NotFound):
             container.remove(force=True, v=True)
             removed["containers"].append(str(container.name))

@@ -134,3 +134,32 @@ def test_spec_of_a_missing_image_is_not_pulled_but_named() -> None:
 
 def test_spec_name_is_stable_per_image() -> None:
     assert attach_spec.AttachSpec("server", "myorg/app:1", None).name == "myorg-app-1"
+
+
+def test_down_and_clean_remove_attachments_before_the_hosts_they_share() -> None:
+    from netbed import docker_api
+
+    removed: list[str] = []
+
+    class Container:
+        def __init__(self, name: str, labels: dict[str, str]) -> None:
+            self.name, self.labels = name, labels
+
+        def remove(self, force: bool = False, v: bool = False) -> None:
+            removed.append(self.name)
+
+    class Collection:
+        def __init__(self, items: list[Any]) -> None:
+            self.items = items
+
+        def list(self, **kwargs: Any) -> list[Any]:
+            return self.items
+
+    host = {"io.netbed.testbed": "true", "io.netbed.instance": "ut"}
+    fake = type("FakeDocker", (), {})()
+    fake.containers = Collection([Container("ut-server-1", host),
+                                  Container("ut-server-web", {**host, attach.LABEL_ATTACHMENT: "server"}),
+                                  Container("ut-client-1", host)])
+    fake.networks = fake.volumes = Collection([])
+    docker_api.remove_by_label(fake, "ut")
+    assert removed == ["ut-server-web", "ut-server-1", "ut-client-1"]
