@@ -29,8 +29,13 @@ class BuildWithTestbed(build_py):  # type: ignore[misc]
     """build_py, then the build context copied into build_lib/netbed/_testbed."""
 
     def run(self) -> None:
+        editable = getattr(self, "editable_mode", False)
+        if not editable:
+            # build/lib outlives a build: without this a module deleted from the checkout
+            # would still ship in the next wheel.
+            shutil.rmtree(self.build_lib, ignore_errors=True)
         super().run()
-        if getattr(self, "editable_mode", False):
+        if editable:
             return  # editable: the checkout is the context (netbed.package_data.checkout_root)
         target = Path(self.build_lib) / "netbed" / "_testbed"
         shutil.rmtree(target, ignore_errors=True)
