@@ -8,6 +8,7 @@ image, as docker_api.remove_images does) without removing anything but the child
 from __future__ import annotations
 
 import io
+import os
 import uuid
 
 import docker.errors
@@ -25,7 +26,9 @@ def build_child(client: docker.DockerClient, parent: str, tag: str) -> str:
 
 def test_children_of_netbed_images_are_not_selected_for_clean(testbed: Testbed) -> None:
     client = testbed.docker
-    server_image = testbed.containers()["server"].image
+    # The tag, not the running container's image: compose labels an image with the project that
+    # built it, so another instance's build (same NETBED_IMAGE_TAG) may have moved the tag since.
+    server_image = client.images.get(f"netbed/server:{os.environ.get('NETBED_IMAGE_TAG', 'latest')}")
     parents = [str(server_image.tags[0])]
     try:
         client.images.get(images.BOOTSTRAP_IMAGE)
