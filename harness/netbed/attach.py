@@ -267,6 +267,17 @@ def remove_attachments(client: docker.DockerClient, instance: str) -> list[str]:
     return removed
 
 
+def describe(client: docker.DockerClient, instance: str) -> list[dict[str, str]]:
+    """Every attachment of testbed `instance`: name, image, host, state (for `netbed status`)."""
+    flt: dict[str, Any] = {"label": [f"{docker_api.LABEL_INSTANCE}={instance}", LABEL_ATTACHMENT]}
+    found = []
+    for container in client.containers.list(all=True, filters=flt, ignore_removed=True):
+        config = container.attrs.get("Config") or {}
+        found.append({"name": str(container.name), "image": str(config.get("Image", "?")),
+                      "host": str(container.labels.get(LABEL_ATTACHMENT, "?")), "state": str(container.status)})
+    return sorted(found, key=lambda entry: entry["name"])
+
+
 def report_sections(attachments: Sequence[Attachment]) -> list[tuple[str, str]]:
     """(title, last log lines) per attachment, for a failing test's report."""
     sections = []

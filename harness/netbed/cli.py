@@ -44,6 +44,8 @@ def _print_status(report: dict[str, Any]) -> None:
         agent = entry.get("agent", "-")
         print(f"  {name:7} {entry['state']:8} ipv4 {entry.get('ipv4', '-'):12} ipv6 {entry.get('ipv6', '-'):20} "
               f"agent {agent}")
+    for entry in report.get("attachments") or []:
+        print(f"  attached {entry['name']} ({entry['image']}) on {entry['host']}: {entry['state']}")
     if "router" in report:
         r = report["router"]
         if "error" in r:

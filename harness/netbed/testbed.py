@@ -425,6 +425,7 @@ class Testbed:
                              "server_side": self.topology.server_side.net4 + " " + self.topology.server_side.net6}
         report["images"] = {"sources": self.sources_digest(),
                             "stale": images.stale_services(containers, self.sources_digest())}
+        report["attachments"] = attach.describe(self.docker, self.instance)
         for name in SERVICES:
             container = containers.get(name)
             entry: dict[str, Any] = {"container": container.name if container else None,

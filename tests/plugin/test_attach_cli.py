@@ -5,6 +5,7 @@ leaves nothing: real containers, on a testbed of their own."""
 from __future__ import annotations
 
 import io
+import json
 import subprocess
 import sys
 import uuid
@@ -54,8 +55,10 @@ def test_up_attach_and_override_then_down_leaves_nothing(httpd_image: str) -> No
                            "for i in $(seq 300); do ss -Hltn | grep -q ':8080 ' && ss -Hltn | grep -q ':8081 ' "
                            "&& exit 0; sleep 0.1; done; ss -Hltn; exit 1")
         assert listening.returncode == 0, listening.stdout + listening.stderr
-        status = netbed(instance, "status", "--json")
-        server_ip = __import__("json").loads(status.stdout)["hosts"]["server"]["ipv4"]
+        status = json.loads(netbed(instance, "status", "--json").stdout)
+        server_ip = status["hosts"]["server"]["ipv4"]
+        assert [(a["host"], a["image"], a["state"]) for a in status["attachments"]] == \
+            [("server", httpd_image, "running")], "`netbed status` lists the attachment"
         for port in (8080, 8081):
             got = netbed(instance, "run", "client", "--", "curl", "-sS", "-o", "/dev/null", "-w", "%{http_code}",
                          f"http://{server_ip}:{port}/")
