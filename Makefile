@@ -85,7 +85,7 @@ readme-report: $(STAMP) ## copy the last run's conformance table (reports/confor
 	@$(BIN)/python -m netbed.report
 
 lint: $(STAMP) ## ruff and mypy
-	@$(BIN)/ruff check harness services tests bench
+	@$(BIN)/ruff check harness services tests bench examples
 	@$(BIN)/mypy
 	@MYPYPATH=harness:services/agent:services/router $(BIN)/mypy --strict services/agent/netbed_agent services/router/netbed_router
 

@@ -13,6 +13,7 @@ import shutil
 import signal
 import sys
 import warnings
+from pathlib import Path
 from types import FrameType
 from typing import Any
 
@@ -22,7 +23,7 @@ from netbed_core.directions import BOTH, DIRECTIONS
 from netbed_core.netem import NetemError
 from netbed_core.netem.render import describe
 
-from . import docker_api, reaper
+from . import attach_spec, compose, docker_api, images, reaper
 from .errors import NetbedError, ProcessTimeout
 from .profiles import load_profiles, resolve
 from .testbed import Testbed
@@ -43,6 +44,8 @@ def _print_status(report: dict[str, Any]) -> None:
         agent = entry.get("agent", "-")
         print(f"  {name:7} {entry['state']:8} ipv4 {entry.get('ipv4', '-'):12} ipv6 {entry.get('ipv6', '-'):20} "
               f"agent {agent}")
+    for entry in report.get("attachments") or []:
+        print(f"  attached {entry['name']} ({entry['image']}) on {entry['host']}: {entry['state']}")
     if "router" in report:
         r = report["router"]
         if "error" in r:
@@ -74,8 +77,13 @@ def _print_status(report: dict[str, Any]) -> None:
 
 
 def cmd_up(opts: argparse.Namespace) -> int:
-    tb = Testbed(opts.instance)
+    # Override files are merged onto netbed's compose file, in the order given (`-f`).
+    tb = Testbed(opts.instance, compose_files=[compose.COMPOSE_FILE, *(Path(f).resolve() for f in opts.file)])
+    specs = [attach_spec.parse(text, lambda ref: images.have_image(tb.docker, ref)) for text in opts.attach]
     tb.up(build=not opts.no_build)
+    for spec in specs:
+        started = attach_spec.start(tb, spec)
+        print(f"attached {spec.image} to {spec.host}: container {started}", file=sys.stderr)
     _print_status(tb.status())
     tb.close_connections()
     return 0
@@ -229,6 +237,12 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     up = sub.add_parser("up", help="build and start the testbed; wait until every host answers")
     up.add_argument("--no-build", action="store_true", help="do not rebuild images")
+    up.add_argument("--attach", action="append", default=[], metavar="HOST=IMAGE[:CMD]",
+                    help="start a local IMAGE (never pulled) in HOST's network namespace, with CMD instead of its "
+                         "own; repeatable; removed by `netbed down`")
+    up.add_argument("-f", "--file", action="append", default=[], metavar="OVERRIDE.yaml",
+                    help="a compose file merged onto netbed's (e.g. a service with `network_mode: service:server`); "
+                         "repeatable")
     up.set_defaults(func=cmd_up)
     down = sub.add_parser("down", help="stop the testbed and remove its containers, networks, volumes")
     down.set_defaults(func=cmd_down)

@@ -21,10 +21,11 @@ import threading
 from collections.abc import Sequence
 from pathlib import Path
 
+from . import package_data
 from .errors import ComposeError
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
-COMPOSE_FILE = REPO_ROOT / "compose.yaml"
+#: The testbed's compose file: the checkout's, or the installed package's (package_data.py).
+COMPOSE_FILE = package_data.compose_file()
 #: Compose's progress and error lines may carry colour codes even without a terminal.
 _ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
 
@@ -100,6 +101,11 @@ class Compose:
         A non-zero exit raises ComposeError with compose's last line (its
         error message) on one line.
         """
+        missing = [str(f) for f in self.files if not f.is_file()]
+        if missing:
+            # Compose would print "no such file" and exit; say which file and what to do instead.
+            hint = f" ({package_data.missing_hint()})" if COMPOSE_FILE in self.files else ""
+            raise ComposeError(f"compose file {missing[0]}: no such file (project {self.project}){hint}")
         cmd = [*self.base_args(), *args]
         env = {**os.environ, **self.env}
         cwd = self.files[0].parent if self.files and self.files[0].parent.is_dir() else None

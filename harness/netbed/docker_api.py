@@ -11,16 +11,18 @@ from typing import Any
 import docker
 import docker.errors
 
+from . import own_images
 from .errors import DockerUnavailable
 
 LABEL_TESTBED = "io.netbed.testbed"
 LABEL_INSTANCE = "io.netbed.instance"
 #: The session that started a testbed (see owner.py); empty for one started with `netbed up`.
 LABEL_OWNER = "io.netbed.owner"
-#: On the images netbed builds; they belong to netbed, not to one instance.
-LABEL_IMAGE = "io.netbed.image"
-#: The repositories of the images netbed builds (host images and the bootstrapped base).
-IMAGE_REPOSITORIES = ("netbed/client", "netbed/router", "netbed/server", "netbed/base")
+#: On the images netbed builds, naming their own repository (see own_images.py).
+LABEL_IMAGE = own_images.LABEL_IMAGE
+IMAGE_REPOSITORIES = own_images.IMAGE_REPOSITORIES
+#: On a container of a user's image in a host's network namespace (attach.py), naming the host.
+LABEL_ATTACHMENT = "io.netbed.attachment"
 
 
 def connect() -> docker.DockerClient:
@@ -68,7 +70,9 @@ def remove_by_label(client: docker.DockerClient, instance: str | None = None,
     flt = instance_filter(instance, owner)
     removed: dict[str, list[str]] = {"containers": [], "networks": [], "volumes": []}
     # NotFound: another netbed command (a reaper, a concurrent `down`) removed it first.
-    for container in client.containers.list(all=True, filters=flt, ignore_removed=True):
+    containers = client.containers.list(all=True, filters=flt, ignore_removed=True)
+    # Attached containers (attach.py) first: they share the namespaces of the hosts.
+    for container in sorted(containers, key=lambda c: LABEL_ATTACHMENT not in (getattr(c, "labels", None) or {})):
         with contextlib.suppress(docker.errors.NotFound):
             container.remove(force=True, v=True)
             removed["containers"].append(str(container.name))
@@ -83,22 +87,13 @@ def remove_by_label(client: docker.DockerClient, instance: str | None = None,
     return removed
 
 
-def _built_by_netbed(tags: list[str], labels: dict[str, str]) -> bool:
-    """An image netbed built: tagged only in netbed's repositories, or untagged (an earlier
-    build that a rebuild replaced) and carrying netbed's image label.  An image someone built
-    FROM a netbed image inherits the labels but not the repository, so it is not one."""
-    if not tags:
-        return labels.get(LABEL_IMAGE) == "true"
-    return all(tag.rsplit(":", 1)[0] in IMAGE_REPOSITORIES for tag in tags)
-
-
 def remove_images(client: docker.DockerClient) -> list[str]:
-    """Remove the images netbed built (any tag, any instance); returns their names."""
+    """Remove the images netbed built (any tag, any instance), never one built FROM them
+    (own_images.py); returns their names."""
     removed: list[str] = []
-    for image in client.images.list(all=True, filters={"label": [f"{LABEL_TESTBED}=true"]}):
+    labelled = client.images.list(all=True, filters={"label": [LABEL_IMAGE]})
+    for image in own_images.select(labelled):
         tags = list(image.tags or [])
-        if not _built_by_netbed(tags, dict(image.labels or {})):
-            continue
         try:
             client.images.remove(str(image.id), force=True)
         except docker.errors.ImageNotFound:

@@ -116,3 +116,11 @@ class ProcessTimeout(ProcessError, TimeoutError):
 def stderr_tail(stderr: bytes, lines: int = 10) -> str:
     """The last `lines` lines of a process's stderr, as text (undecodable bytes replaced)."""
     return "\n".join(stderr.decode("utf-8", "replace").rstrip("\n").splitlines()[-lines:])
+
+
+class AttachError(NetbedError):
+    """An attached container (`Host.attach`) could not be created, started or used."""
+
+
+class ImageNotLocal(AttachError):
+    """An image to attach is not on this machine (netbed never pulls)."""

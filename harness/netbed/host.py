@@ -11,8 +11,10 @@ from typing import Any
 from netbed_core.direction_stats import DirectionStats, total
 from netbed_core.netem import Netem
 
-from . import impairment
+from . import attach as attaching
+from . import impairment, owner
 from .agent import AgentConnection, error_from_reply
+from .attach import Attachment
 from .errors import AgentConnectionError, AgentError, CommandFailed, HostNotRunning, ProcessTimeout
 from .impairment import Impairment
 from .job import Job
@@ -32,6 +34,7 @@ class Host:
         self._conn = conn
         self._open: set[RemoteSocket] = set()
         self._processes: set[Process] = set()
+        self._attachments: set[Attachment] = set()
         self._lock = threading.Lock()
 
     def __repr__(self) -> str:
@@ -189,6 +192,39 @@ class Host:
                 proc.closed = True
             self._processes.clear()
         return int(self.call("proc_close_all")["killed"])
+
+    # -- your own images in this host's network namespace (attach.py) -------------
+    def attach(self, image: str, command: Sequence[str] | None = None, *, env: Mapping[str, str] | None = None,
+               volumes: Any = None, name: str | None = None) -> Attachment:
+        """Start a container of `image` (unchanged, local: never pulled) sharing this host's
+        network namespace: its addresses, its routes, every packet through the router.
+
+        command: argv replacing the image's CMD (no shell); env, volumes: as the Docker SDK
+        takes them. Removed on `.stop()`, on leaving its `with` block, and at the end of the
+        test (pytest plugin); labelled so `netbed down`/`clean` and the reaper find it.
+        """
+        attachment = attaching.start(self, image, command, env=env, volumes=volumes, name=name,
+                                       owner=owner.current().label)
+        with self._lock:
+            self._attachments.add(attachment)
+        return attachment
+
+    @property
+    def attachments(self) -> list[Attachment]:
+        """The containers attached through this Host and not stopped yet."""
+        with self._lock:
+            return sorted(self._attachments, key=lambda a: a.name)
+
+    def untrack_attachment(self, attachment: Attachment) -> None:
+        with self._lock:
+            self._attachments.discard(attachment)
+
+    def stop_attachments(self) -> int:
+        """Remove every container attached through this Host (per-test cleanup); returns how many."""
+        stopping = self.attachments
+        for attachment in stopping:
+            attachment.stop()
+        return len(stopping)
 
     def exec(self, argv: list[str], timeout: float = 60.0) -> tuple[int, str]:
         """Run a command; returns (exit code, stdout then stderr as text).

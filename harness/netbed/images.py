@@ -36,15 +36,22 @@ BOOTSTRAP_IMAGE = "netbed/base:bookworm"
 #: those two images an `apt-get update` each (about a minute of a cold `make up`).
 PACKAGES = ["python3", "iproute2", "iptables", "procps", "iputils-ping", "ethtool", "tcpdump",
             "curl", "netcat-openbsd", "iperf3"]
-LABELS = {"io.netbed.testbed": "true", "io.netbed.image": "true", "io.netbed.base": "true"}
+#: io.netbed.image names the image's own repository: an image built FROM this one inherits
+#: the value but not the repository, so `netbed clean --images` leaves it alone (own_images.py).
+LABELS = {"io.netbed.testbed": "true", "io.netbed.image": BOOTSTRAP_IMAGE.split(":")[0], "io.netbed.base": "true"}
 
 
-def _have_image(client: docker.DockerClient, name: str) -> bool:
+def have_image(client: docker.DockerClient, name: str) -> bool:
+    """Whether the engine has image `name` (nothing is pulled)."""
     try:
         client.images.get(name)
         return True
     except docker.errors.ImageNotFound:
         return False
+    except docker.errors.APIError as exc:
+        if exc.status_code == 400:
+            return False  # not a valid image reference, so no image has that name
+        raise
 
 
 def _can_bootstrap() -> bool:
@@ -58,9 +65,9 @@ def choose_base_image(client: docker.DockerClient) -> tuple[str, str]:
     override = os.environ.get("NETBED_BASE_IMAGE")
     if override:
         return override, "NETBED_BASE_IMAGE is set"
-    if _have_image(client, STOCK_IMAGE):
+    if have_image(client, STOCK_IMAGE):
         return STOCK_IMAGE, "stock image present"
-    if _have_image(client, BOOTSTRAP_IMAGE):
+    if have_image(client, BOOTSTRAP_IMAGE):
         return BOOTSTRAP_IMAGE, "bootstrapped earlier from Debian packages"
     if _can_bootstrap():
         bootstrap(client)

@@ -32,7 +32,7 @@ import pytest
 
 from netbed_core.netem import Netem
 
-from . import owner, pytest_compose_fixtures, reaper
+from . import attach, owner, pytest_compose_fixtures, reaper
 from .host import Host, Router
 from .profiles import resolve
 from .testbed import Testbed
@@ -103,6 +103,7 @@ def reset_testbed(tb: Testbed) -> None:
     """Return every host to a known state: no processes, no sockets, pristine router."""
     for host in tb.hosts.values():
         host.kill_processes()  # by process group: whatever the test spawned is gone
+        host.stop_attachments()  # the containers the test attached (attach.py)
         host.close_all_sockets()
     tb.router.reset()
 
@@ -209,6 +210,7 @@ def pytest_runtest_makereport_processes(item: pytest.Item, call: pytest.CallInfo
             except Exception as exc:  # noqa: BLE001 - reporting must not mask the failure
                 text, state = str(exc), "unknown"
             report.sections.append((f"netbed process on {host.name}: {proc.argv!r} pid {proc.pid} ({state})", text))
+        report.sections.extend(attach.report_sections(host.attachments))
 
 
 @pytest.fixture

@@ -29,7 +29,7 @@ import tenacity
 
 from netbed_core.direction_stats import COUNTERS, DirectionStats
 
-from . import docker_api, images
+from . import attach, docker_api, images
 from .agent import AgentConnection
 from .compose import COMPOSE_FILE, Compose
 from .errors import AgentConnectionError, ComposeError, NetbedError, NotReady, TestbedNotRunning
@@ -288,6 +288,7 @@ class Testbed:
         """Stop and remove the hosts, networks and volumes; idempotent."""
         self.close_connections()
         try:
+            attach.remove_attachments(self.docker, self.instance)  # before the hosts whose namespaces they share
             for args in self.cleanup:
                 self.compose().run(args)
         finally:
@@ -424,6 +425,7 @@ class Testbed:
                              "server_side": self.topology.server_side.net4 + " " + self.topology.server_side.net6}
         report["images"] = {"sources": self.sources_digest(),
                             "stale": images.stale_services(containers, self.sources_digest())}
+        report["attachments"] = attach.describe(self.docker, self.instance)
         for name in SERVICES:
             container = containers.get(name)
             entry: dict[str, Any] = {"container": container.name if container else None,

@@ -163,18 +163,22 @@ def test_reaper_removes_only_testbeds_whose_owner_has_ended(tmp_path: Path) -> N
 
 # -- images -------------------------------------------------------------------
 class Image:
-    def __init__(self, image_id: str, tags: list[str], labels: dict[str, str]) -> None:
+    def __init__(self, image_id: str, tags: list[str], labels: dict[str, str], layers: tuple[str, ...] = ()) -> None:
         self.id = self.short_id = image_id
         self.tags = tags
         self.labels = labels
+        self.attrs = {"RootFS": {"Layers": list(layers)}}
 
 
 def test_clean_removes_only_images_netbed_built() -> None:
-    built = {"io.netbed.testbed": "true", "io.netbed.image": "true"}
-    images = [Image("a", ["netbed/client:latest", "netbed/client:ci"], built),
-              Image("b", ["netbed/base:bookworm"], {**built, "io.netbed.base": "true"}),
-              Image("c", [], built),  # an earlier build a rebuild replaced
-              Image("d", ["myapp/client:latest"], built)]  # someone's image FROM netbed/client
+    """(More cases, a child FROM each netbed image among them: tests/unit/test_own_images.py.)"""
+    def built(repo: str) -> dict[str, str]:
+        return {"io.netbed.testbed": "true", "io.netbed.image": repo}
+
+    images = [Image("a", ["netbed/client:latest", "netbed/client:ci"], built("netbed/client"), ("L1", "L2")),
+              Image("b", ["netbed/base:bookworm"], {**built("netbed/base"), "io.netbed.base": "true"}, ("L1",)),
+              Image("c", [], built("netbed/client"), ("L1", "L3")),  # an earlier build a rebuild replaced
+              Image("d", ["myapp/client:latest"], built("netbed/client"), ("L1", "L2", "L4"))]  # FROM netbed/client
     removed: list[str] = []
 
     class Images:
