@@ -275,6 +275,8 @@ class ConformanceReport:
             return  # an xdist worker: the controller writes the report from every worker's reports
         if self.config.pluginmanager.has_plugin(RUN_REPORT_PLUGIN):
             return  # the run report writes this table too, knowing whether the run was partial
+        if self.config.getoption("--netbed-report", None) == "off":
+            return
         if self.has_results():
             self.write(Path(self.config.rootpath) / REPORT_DIR)
 

@@ -46,12 +46,18 @@ def format_events(reply: Mapping[str, Any]) -> str:
     if reply.get("dropped"):
         lines.append(f"({reply['dropped']} older events fell out of the router's log of {reply.get('max_events')})")
     for e in reply.get("events", []):
-        seed = f" seed {e['seed']}" if e.get("seed") is not None else ""
+        what = setting_text(e) if e["kind"] == "impair" else ""
         lines.append(f"{e['seq']:>6}  {clock(e['wall_s'])}  {e['direction']:9}  {e['kind']:6}  "
-                     f"({e['origin']})  {setting_text(e) if e['kind'] == 'impair' else ''}{seed}".rstrip())
+                     f"({e['origin']})  {what}{_seed_note(e, what)}".rstrip())
     if not reply.get("events"):
         lines.append("no events")
     return "\n".join(lines)
+
+
+def _seed_note(event: Mapping[str, Any], text: str) -> str:
+    """" (seed N)" for a seed the text does not already show (one the backend drew)."""
+    seed = event.get("seed")
+    return "" if seed is None or f"seed {seed}" in text else f" (seed {seed})"
 
 
 def _active(event: Mapping[str, Any] | None) -> dict[str, Any] | None:
@@ -151,7 +157,8 @@ def render_failure(record: Mapping[str, Any], now_wall_s: float | None = None) -
         seed = "-" if not active or active.get("seed") is None else str(active["seed"])
         rows.append((d, setting_text({"kind": "impair", **active} if active else None), since, seed))
     widths = [max(len(r[i]) for r in rows) for i in range(4)]
-    lines = [f"backend: {record.get('backend', '?')} ({record.get('backend_reason', '')})".rstrip(" ()")]
+    reason = record.get("backend_reason")
+    lines = [f"backend: {record.get('backend', '?')}" + (f" ({reason})" if reason else "")]
     lines += ["  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip() for row in rows]
     lines.append("counters since the impairment was applied:")
     for d, entry in record.get("directions", {}).items():
@@ -162,9 +169,9 @@ def render_failure(record: Mapping[str, Any], now_wall_s: float | None = None) -
         shown = f" (the last {len(changes)})" if total > len(changes) else ""
         lines.append(f"changes during the test: {total}{shown}")
         for e in changes:
-            seed = f" seed {e['seed']}" if e.get("seed") is not None else ""
             what = setting_text(e) if e.get("kind") == "impair" else "cleared"
-            lines.append(f"  {clock(e.get('wall_s'))}  {e.get('direction', '?'):9}  {what}{seed}  ({e.get('origin')})")
+            lines.append(f"  {clock(e.get('wall_s'))}  {e.get('direction', '?'):9}  {what}{_seed_note(e, what)}  "
+                         f"({e.get('origin')})")
     else:
         lines.append("changes during the test: none")
     if not record.get("complete", True):
