@@ -21,6 +21,8 @@ HEIGHT = 220
 LEFT, RIGHT, TOP, BOTTOM = 56, 12, 24, 36
 #: Colours of the series (first: arrivals/measured, second: losses/configured).
 COLOURS = ("#3366cc", "#dc3912", "#109618")
+#: The y range reaches this factor above the data, leaving the top of the plot to the legend.
+LEGEND_ROOM = 1.25
 
 Density = Callable[[float], float]
 
@@ -89,7 +91,7 @@ def stacked_bars(series: Sequence[tuple[str, Sequence[int]]], bin_width: float, 
     top = max(sum(values[i] for _n, values in series if i < len(values)) for i in range(bins))
     x0, x1 = 0.0, bins * bin_width if bin_width > 0 else float(bins)
     width = bin_width if bin_width > 0 else 1.0
-    y0, y1 = _span(0.0, float(top))
+    y0, y1 = _span(0.0, float(top) * LEGEND_ROOM)
     sx, sy = _scale(x0, x1, y0, y1)
     body = []
     for i in range(bins):
@@ -128,7 +130,7 @@ def histogram(values: Sequence[float], title: str, xlabel: str, *, bins: int = 4
     if density is not None:
         c0, c1 = density_range if density_range is not None else (x0, x1)
         curve = [(c0 + (c1 - c0) * i / 200, density(c0 + (c1 - c0) * i / 200)) for i in range(201)]
-    y0, y1 = _span(0.0, max([*heights, *(y for _x, y in curve)]))
+    y0, y1 = _span(0.0, max([*heights, *(y for _x, y in curve)]) * LEGEND_ROOM)
     sx, sy = _scale(x0, x1, y0, y1)
     body = [f'<rect x="{sx(x0 + i * width):.1f}" y="{sy(h):.1f}" width="{max(sx(x0 + width) - sx(x0) - 1, 1):.1f}" '
             f'height="{sy(0) - sy(h):.1f}" fill="{COLOURS[0]}" fill-opacity="0.7"/>'

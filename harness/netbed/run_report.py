@@ -257,7 +257,7 @@ def _counters(network: Mapping[str, Any] | None) -> str:
     if not network:
         return ""
     return "<br>".join(f"{html.escape(d)}: {html.escape(timeline.counters_line(e.get('counters', {})))}"
-                       for d, e in network.get("directions", {}).items())
+                       for d, e in network.get("directions", {}).items() if e.get("during"))
 
 
 def sequence_plots(seq: Mapping[str, Any], network: Mapping[str, Any] | None) -> str:
@@ -337,7 +337,8 @@ def _details(index: int, row: Mapping[str, Any]) -> str:
            f"({html.escape(row['outcome'])})</h3>"]
     network = row.get("network")
     if network:
-        out.append(f"<pre>{html.escape(timeline.render_failure(network))}</pre>")
+        when = "active at the failure" if row.get("outcome") in ("failed", "error") else "active at the end"
+        out.append(f"<pre>{html.escape(timeline.render_failure(network, when=when))}</pre>")
     for note in row.get("notes") or []:
         out.append(f"<p><em>{html.escape(note)}</em></p>")
     for seq in row.get("sequences") or []:

@@ -87,7 +87,9 @@ def network_record(start: Mapping[str, Any], end: Mapping[str, Any], status: Map
             "active": _active(end.get("latest", {}).get(d)),
             "since_wall_s": (end.get("latest", {}).get(d) or {}).get("wall_s"),
             "during": during,
-            "counters": _counters(status.get("directions", {}).get(d, {})),
+            # A backend may keep a cleared direction's last counters readable: they belong to an
+            # earlier test, so a direction not impaired during this one shows none.
+            "counters": _counters(status.get("directions", {}).get(d, {})) if during else {},
         }
     return {
         "backend": status.get("backend", end.get("backend", "?")),
@@ -136,6 +138,7 @@ def seed_summary(record: Mapping[str, Any]) -> str:
 
 
 def counters_line(counters: Mapping[str, int]) -> str:
+    """name=value for each counter, in SHOWN_COUNTERS order."""
     return " ".join(f"{k}={v}" for k, v in counters.items()) or "(none measured)"
 
 
@@ -145,10 +148,12 @@ def junit_properties(record: Mapping[str, Any]) -> list[tuple[str, str]]:
             ("netbed_backend", str(record.get("backend", "?")))]
 
 
-def render_failure(record: Mapping[str, Any], now_wall_s: float | None = None) -> str:
+def render_failure(record: Mapping[str, Any], now_wall_s: float | None = None,
+                   when: str = "active at the failure") -> str:
     """A failing test's report section: per direction what was active, since when and with which
-    seed; the counters as one line per direction; the changes during the test."""
-    rows = [("direction", "active at the failure", "since (UTC)", "seed")]
+    seed; the counters as one line per direction; the changes during the test.  `when` heads
+    the setting's column (the run report shows the same table for every test)."""
+    rows = [("direction", when, "since (UTC)", "seed")]
     for d, entry in record.get("directions", {}).items():
         active = entry.get("active")
         since = clock(entry.get("since_wall_s"))
@@ -162,7 +167,8 @@ def render_failure(record: Mapping[str, Any], now_wall_s: float | None = None) -
     lines += ["  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip() for row in rows]
     lines.append("counters since the impairment was applied:")
     for d, entry in record.get("directions", {}).items():
-        lines.append(f"  {d:9}  {counters_line(entry.get('counters', {}))}")
+        counted = counters_line(entry["counters"]) if entry.get("during") else "not impaired during this test"
+        lines.append(f"  {d:9}  {counted}")
     changes = record.get("changes", [])
     total = record.get("changes_total", len(changes))
     if changes:

@@ -47,7 +47,9 @@ def test_the_failure_table_says_what_was_active_since_when_with_which_seed_in_a_
     assert "(2.5 s before)" in lines[2] and lines[2].endswith("7")
     assert lines[3].startswith("to-client") and "none (pristine forwarding)" in lines[3] and lines[3].endswith("-")
     assert "  to-server  seen=100 passed=98 dropped=2 duplicated=0" in lines
-    assert "  to-client  seen=0 passed=0" in lines  # one line per direction; unmeasured counters left out
+    # one line per direction; unmeasured counters left out; a direction not impaired during the
+    # test shows no counters (the backend may still hold an earlier test's)
+    assert "  to-client  not impaired during this test" in lines
     assert "changes during the test: 1" in lines
     assert len(lines) < 15 and "{" not in text  # not the old JSON dump
 
