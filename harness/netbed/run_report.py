@@ -89,6 +89,26 @@ def prune_runs(runs_dir: Path, keep: int) -> list[Path]:
     return doomed
 
 
+class Recorder:
+    """Opens each test's record as it starts and hands it, as a plain dict, to its teardown
+    report (so it reaches the controller under pytest-xdist).  Active with or without the run
+    report: a failing test's table and the JUnit properties come from the record too."""
+
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_runtest_setup(self, item: pytest.Item) -> None:
+        test_record.begin(item.nodeid)
+
+    @pytest.hookimpl(wrapper=True)
+    def pytest_runtest_makereport(self, item: pytest.Item, call: pytest.CallInfo[None]) -> Generator[
+            None, pytest.TestReport, pytest.TestReport]:
+        report = yield
+        if report.when == "teardown":
+            record = test_record.end()
+            if record is not None and record.nodeid == item.nodeid:
+                setattr(report, RECORD_ATTR, record.to_dict())
+        return report
+
+
 class RunReport:
     """Collects every test's reports and records; writes the run report at session end."""
 
@@ -110,21 +130,6 @@ class RunReport:
     @pytest.hookimpl(optionalhook=True)
     def pytest_configure_node(self, node: Any) -> None:
         node.workerinput[WORKER_RUN_DIR] = str(self.run_dir)
-
-    # -- each test's record ------------------------------------------------------------
-    @pytest.hookimpl(tryfirst=True)
-    def pytest_runtest_setup(self, item: pytest.Item) -> None:
-        test_record.begin(item.nodeid)
-
-    @pytest.hookimpl(wrapper=True)
-    def pytest_runtest_makereport(self, item: pytest.Item, call: pytest.CallInfo[None]) -> Generator[
-            None, pytest.TestReport, pytest.TestReport]:
-        report = yield
-        if report.when == "teardown":
-            record = test_record.end()
-            if record is not None and record.nodeid == item.nodeid:
-                setattr(report, RECORD_ATTR, record.to_dict())
-        return report
 
     def pytest_deselected(self, items: Sequence[pytest.Item]) -> None:
         self.deselected += len(items)
@@ -349,8 +354,14 @@ def _details(index: int, row: Mapping[str, Any]) -> str:
     return "".join(out)
 
 
+RECORDER_PLUGIN = "netbed-test-record"
+
+
 def configure(config: pytest.Config) -> None:
-    """Register the run report unless --netbed-report=off (the netbed plugin calls this)."""
+    """Register the per-test recorder, and the run report unless --netbed-report=off (the
+    netbed plugin calls this)."""
+    if not config.pluginmanager.has_plugin(RECORDER_PLUGIN):
+        config.pluginmanager.register(Recorder(), RECORDER_PLUGIN)
     if config.pluginmanager.has_plugin(RUN_REPORT_PLUGIN):
         return
     where = str(config.getoption("--netbed-report", "reports"))

@@ -90,13 +90,19 @@ def _slug(nodeid: str) -> str:
 
 def artifact_path(name: str) -> Path | None:
     """A path for an artifact file `name` of the running test, in its own folder under this
-    run's folder (created); None outside a test or when this run writes no report."""
+    run's folder (created); None outside a test, when this run writes no report, or when the
+    folder cannot be made (then the report's notes say why: a report never fails a test)."""
     record = _current
     if record is None or _run_dir is None:
         return None
     if record.directory is None:
-        record.directory = _run_dir / _slug(record.nodeid)
-        record.directory.mkdir(parents=True, exist_ok=True)
+        folder = _run_dir / _slug(record.nodeid)
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            record.notes.append(f"artifact {name!r} not kept: {exc}")
+            return None
+        record.directory = folder
     return record.directory / Path(name).name
 
 

@@ -141,3 +141,13 @@ def test_html_escapes_what_tests_named() -> None:
     page = run_report.render_html(data)
     assert "test[&lt;b&gt;]" in page and "x &lt; y" in page and 'href="runs/r/a&amp;b.log"' in page
     assert "<b>" not in page
+
+
+def test_a_report_folder_that_cannot_be_written_warns_and_does_not_fail_the_run(suite: Path) -> None:
+    (suite / "blocked").write_text("a file where the folder should be")
+    (suite / "tests" / "test_artifact.py").write_text(
+        "from netbed import test_record\n\ndef test_asks_for_an_artifact():\n"
+        "    assert test_record.artifact_path('x.log') is None\n")
+    result = inner(suite, "--netbed-report", "blocked/reports", "tests/test_other.py", "tests/test_artifact.py")
+    assert result.returncode == 0, result.stdout[-2000:]
+    assert "the run report could not be written" in result.stdout and "blocked/reports" in result.stdout
