@@ -76,7 +76,10 @@ def scatter(points: Sequence[tuple[float, float]], title: str, xlabel: str, ylab
     if not points:
         return _frame(title, xlabel, ylabel, 0, 1, 0, 1, [_empty()])
     x0, x1 = _span(min(p[0] for p in points), max(p[0] for p in points))
-    y0, y1 = _span(min(0.0, min(p[1] for p in points)), max(p[1] for p in points))
+    # The data's own range (not from 0), padded: jitter of a few ms on a long delay stays visible.
+    lo, hi = _span(min(p[1] for p in points), max(p[1] for p in points))
+    pad = (hi - lo) * 0.08
+    y0, y1 = lo - pad, hi + pad
     sx, sy = _scale(x0, x1, y0, y1)
     dots = [f'<circle cx="{sx(x):.1f}" cy="{sy(y):.1f}" r="1.5" fill="{COLOURS[0]}"/>' for x, y in points]
     return _frame(title, xlabel, ylabel, x0, x1, y0, y1, dots)

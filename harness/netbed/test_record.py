@@ -134,8 +134,8 @@ def sequence_summary(arrivals: Iterable[Sequence[Any]], sent: int, first_seq: in
     start_ns = min((r[1] for r in rows), default=0)
     delays = [[round((s - start_ns) / 1e9, 6), round((rcv - s) / 1e6, 4)] for _seq, s, rcv in rows]
     arrived = {seq for seq, _s, _r in rows if first_seq <= seq < first_seq + sent}
-    bins = max(1, min(TIME_BINS, sent))
-    per_bin = max(1, -(-sent // bins))
+    per_bin = max(1, -(-sent // TIME_BINS))  # datagrams per bin, rounded up
+    bins = max(1, -(-sent // per_bin))  # so that no bin at the end stays empty
     arrivals_per_bin = [0] * bins
     losses_per_bin = [0] * bins
     for offset in range(sent):

@@ -59,3 +59,13 @@ def test_empty_data_says_so() -> None:
     for svg in (plots.scatter([], "a", "x", "y"), plots.histogram([], "b", "x"),
                 plots.stacked_bars([], 1.0, "c", "x", "y")):
         assert "no data" in svg and parse(svg) is not None
+
+
+def test_arrival_bins_cover_the_sequence_without_empty_bins_at_the_end() -> None:
+    from netbed.test_record import sequence_summary
+
+    rows = [[seq, seq * 1_000_000, seq * 1_000_000 + 1_000_000, 64, True] for seq in range(200) if seq != 5]
+    summary = sequence_summary(rows, 200, 0, 1000.0, "x", None)
+    bins = summary["arrivals_per_bin"]
+    assert sum(bins) == 199 and sum(summary["losses_per_bin"]) == 1 and all(bins)
+    assert summary["bin_s"] * len(bins) == pytest.approx(0.2)
