@@ -114,7 +114,12 @@ def collect(router: TimelineRouter, start: Mapping[str, Any]) -> dict[str, Any]:
     """The network record of a test that began when the router answered `start`
     (``router.events(since=NO_EVENTS)``): reads the events since then and the counters now."""
     end = router.events(since=int(start.get("next_seq", 1)) - 1)
-    return network_record(start, end, router.impair_status())
+    restarted = end.get("log_id") != start.get("log_id")
+    if restarted:  # the router agent restarted during the test: its new log is all of this test's
+        end = router.events()
+    record = network_record(start, end, router.impair_status())
+    record["router_restarted"] = restarted
+    return record
 
 
 def impairment_summary(record: Mapping[str, Any]) -> str:
@@ -182,4 +187,6 @@ def render_failure(record: Mapping[str, Any], now_wall_s: float | None = None,
         lines.append("changes during the test: none")
     if not record.get("complete", True):
         lines.append("(some events of this test fell out of the router's bounded log)")
+    if record.get("router_restarted"):
+        lines.append("(the router agent restarted during the test: its timeline began again then)")
     return "\n".join(lines)

@@ -90,6 +90,24 @@ def test_collect_asks_for_the_events_after_the_start() -> None:
     router = FakeRouter()
     record = collect(router, START)
     assert router.asked == [2] and record["start_seq"] == 3 and record["changes"] == [IMPAIR]
+    assert not record["router_restarted"]
+
+
+def test_a_router_restart_during_the_test_is_noticed_and_its_new_log_read_whole() -> None:
+    class RestartedRouter:
+        asked: list[int | None] = []
+
+        def events(self, since: int | None = None) -> dict[str, Any]:
+            self.asked.append(since)
+            return {**END, "log_id": "after"}
+
+        def impair_status(self) -> dict[str, Any]:
+            return STATUS
+
+    router = RestartedRouter()
+    record = collect(router, {**START, "log_id": "before"})
+    assert router.asked == [2, None] and record["router_restarted"]
+    assert "the router agent restarted during the test" in render_failure(record)
 
 
 def test_netbed_events_prints_one_line_per_event_and_what_fell_out() -> None:

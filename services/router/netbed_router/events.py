@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import threading
 import time
+import uuid
 from collections import deque
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -64,6 +65,8 @@ class EventLog:
         self._latest: dict[str, Event] = {}
         self._next_seq = 1
         self.max_events = max_events
+        #: Tells this log from the one before a restart of the router agent (seqs start again at 1).
+        self.log_id = uuid.uuid4().hex[:12]
 
     def record(self, kind: str, direction: str, origin: str, *, spec: dict[str, Any] | None = None,
                netem: str = "", description: str = "", match: str | None = None,
@@ -103,4 +106,5 @@ class EventLog:
                 "dropped": dropped,
                 "complete": complete,
                 "max_events": self.max_events,
+                "log_id": self.log_id,
             }
