@@ -20,7 +20,7 @@ export $(USER_VARS)
 
 .DEFAULT_GOAL := help
 
-.PHONY: help venv up down test test-unit test-kernel-netem readme-report status logs ps impair clear profiles \
+.PHONY: help venv up down test test-unit test-kernel-netem browser readme-report status logs ps impair clear profiles \
         shell-client shell-router shell-server clean lint bench
 
 help: ## list the targets
@@ -80,6 +80,11 @@ clean: $(STAMP) ## remove every container, network, volume labelled as netbed, a
 
 test-kernel-netem: ## the kernel netem backend and SCTP checks, in a VM with Debian's kernel (about 1 min)
 	@bash vm/run.sh
+
+browser: ## install headless Chromium for the report's browser test (Debian's package; run as root)
+	@command -v chromium >/dev/null 2>&1 && echo "chromium is installed: $$(chromium --version 2>/dev/null)" || { \
+	  test "$$(id -u)" = 0 || { echo "make browser: run as root (it uses apt-get install chromium)"; exit 1; }; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends chromium; }
 
 readme-report: $(STAMP) ## copy the last run's conformance table (reports/conformance.md) into README.md
 	@$(BIN)/python -m netbed.report

@@ -1,4 +1,4 @@
-"""The `netbed` command: up, down, status, impair, clear, run, shell, clean.
+"""The `netbed` command: up, down, status, impair, clear, events, run, shell, clean.
 
 Errors print one line saying what to do, never a traceback; the exit code
 is 1 for a netbed error, 2 for a usage error, 130 on Ctrl-C.
@@ -23,7 +23,7 @@ from netbed_core.directions import BOTH, DIRECTIONS
 from netbed_core.netem import NetemError
 from netbed_core.netem.render import describe
 
-from . import attach_spec, compose, docker_api, images, reaper
+from . import attach_spec, compose, docker_api, images, reaper, timeline
 from .errors import NetbedError, ProcessTimeout
 from .profiles import load_profiles, resolve
 from .testbed import Testbed
@@ -145,6 +145,16 @@ def cmd_clear(opts: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_events(opts: argparse.Namespace) -> int:
+    tb = Testbed(opts.instance)
+    try:
+        reply = tb.router.events(since=opts.since)
+    finally:
+        tb.close_connections()
+    print(json.dumps(reply, indent=2) if opts.json else timeline.format_events(reply))
+    return 0
+
+
 def cmd_profiles(opts: argparse.Namespace) -> int:
     for item in load_profiles().values():
         print(f"{item.name:12} {item.netem:55} {item.about}")
@@ -228,7 +238,7 @@ def cmd_shell(opts: argparse.Namespace) -> int:
 
 
 #: Commands that talk to the engine: each first removes what ended sessions left (reaper.py).
-_REAPING_COMMANDS = {"up", "down", "status", "impair", "clear", "run", "clean"}
+_REAPING_COMMANDS = {"up", "down", "status", "impair", "clear", "events", "run", "clean"}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -260,6 +270,10 @@ def build_parser() -> argparse.ArgumentParser:
     clear = sub.add_parser("clear", help="back to pristine forwarding")
     clear.add_argument("--direction", choices=[BOTH, *DIRECTIONS], default="both")
     clear.set_defaults(func=cmd_clear)
+    events = sub.add_parser("events", help="the router's impairment timeline: every impair, clear and reset")
+    events.add_argument("--since", type=int, metavar="SEQ", help="only events after this sequence number")
+    events.add_argument("--json", action="store_true", help="machine-readable output")
+    events.set_defaults(func=cmd_events)
     profiles = sub.add_parser("profiles", help="list the named impairment profiles")
     profiles.set_defaults(func=cmd_profiles)
     run = sub.add_parser("run", help="run a command on a host; its exit code is ours",

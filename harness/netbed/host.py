@@ -267,6 +267,12 @@ class Router(Host):
         """{"backend", "reason", "measured", "directions": {dir: {"impairment", "stats"}}, "engine"}."""
         return self.call("impair_status")
 
+    def events(self, since: int | None = None) -> dict[str, Any]:
+        """The router's impairment timeline (docs/agent-protocol.md, `events`): every impair,
+        clear and reset with a seq above `since` (all it keeps for None), each direction's
+        latest event, `next_seq`, `dropped` and `complete`; see netbed.timeline to read it."""
+        return self.call("events", since=since)
+
     def impair_counters(self, status: dict[str, Any] | None = None) -> dict[str, DirectionStats]:
         """Per direction, what the router's backend counted since the impairment was applied
         (packets; a counter this backend cannot measure is None, see DirectionStats).

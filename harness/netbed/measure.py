@@ -16,6 +16,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
+from . import test_record
 from .host import Host
 from .remote_socket import RemoteSocket
 
@@ -102,6 +103,11 @@ def run_sequence(sender: Host, receiver: Host, count: int, rate_pps: float, *, s
     got = job.wait(timeout=duration_s + 5)
     if sent["sent"] != count:
         raise AssertionError(f"the sender itself failed: {sent}")
+    # For the run report's plots (a no-op outside a test); client to server is "to-server".
+    direction = {("client", "server"): "to-server", ("server", "client"): "to-client"}.get(
+        (sender.name, receiver.name))
+    test_record.record_sequence(got["arrivals"], count, rate_pps=rate_pps, direction=direction,
+                                label=f"{sender.name} to {receiver.name}, {count} x {size_bytes} B")
     return SequenceRun(arrivals_from(got["arrivals"]), int(got["foreign"]), sender_done_ns)
 
 

@@ -19,10 +19,10 @@ netbed command or session) removes it (reaper.py).  --keep-testbed leaves it run
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import threading
+import time
 from collections.abc import Generator, Iterator, Sequence
 from pathlib import Path
 from types import FrameType
@@ -32,7 +32,7 @@ import pytest
 
 from netbed_core.netem import Netem
 
-from . import attach, owner, pytest_compose_fixtures, reaper
+from . import attach, owner, pytest_compose_fixtures, reaper, report, run_report, test_record, timeline
 from .host import Host, Router
 from .profiles import resolve
 from .testbed import Testbed
@@ -47,6 +47,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     help="leave a testbed this session started running at the end")
     group.addoption("--netbed-instance", default=None,
                     help="testbed instance name (default: $NETBED_INSTANCE or 'netbed')")
+    run_report.add_options(group)
 
 
 def pytest_report_header(config: pytest.Config) -> str:
@@ -129,6 +130,8 @@ def pytest_configure(config: pytest.Config) -> None:
         "(tc netem syntax, a named profile, or a profile that the text overrides, e.g. a seed); "
         "the router is reset afterwards",
     )
+    report.pytest_configure(config)  # the conformance collector: its table is part of the run report
+    run_report.configure(config)
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
@@ -156,6 +159,7 @@ def testbed(netbed_session: Testbed, request: pytest.FixtureRequest) -> Iterator
     A `@pytest.mark.netem(...)` marker is applied before the test starts.
     """
     try:
+        _start_timeline(netbed_session)
         wanted = _marker_netem(request)
         if wanted is not None:
             text, direction, match = wanted
@@ -165,20 +169,35 @@ def testbed(netbed_session: Testbed, request: pytest.FixtureRequest) -> Iterator
         reset_testbed(netbed_session)
 
 
+def _start_timeline(tb: Testbed) -> None:
+    """Note where the router's timeline stands as the test starts (test_record.py)."""
+    record = test_record.current()
+    if record is None:
+        return
+    try:
+        record.start_events = tb.router.events(since=timeline.NO_EVENTS)
+    except Exception as exc:  # noqa: BLE001 - the report must not fail the test
+        record.notes.append(f"router timeline not read at the start: {exc}")
+
+
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Generator[None, Any, None]:
-    """Attach the router's impairment counters to a failing test's report."""
+    """After the test body: the network during the test into its record and its JUnit
+    properties; for a failing test, a short table of what was active (timeline.py)."""
     outcome = yield
     report = outcome.get_result()
-    if report.when != "call" or not report.failed:
-        return
+    record = test_record.current()
     tb = getattr(item, "funcargs", {}).get("testbed")
-    if isinstance(tb, Testbed):
-        try:
-            status = tb.router.impair_status()
-        except Exception as exc:  # noqa: BLE001 - reporting must not mask the failure
-            status = {"error": str(exc)}
-        report.sections.append(("netbed router impairment", json.dumps(status, indent=2)))
+    if report.when != "call" or record is None or record.start_events is None or not isinstance(tb, Testbed):
+        return
+    try:
+        record.network = timeline.collect(tb.router, record.start_events)
+    except Exception as exc:  # noqa: BLE001 - reporting must not mask the failure
+        record.notes.append(f"router timeline not read at the end: {exc}")
+        return
+    item.user_properties.extend(timeline.junit_properties(record.network))
+    if report.failed:
+        report.sections.append(("netbed router impairment", timeline.render_failure(record.network, time.time())))
 
 
 #: Lines of each stream a failing test's report shows per spawned process.
@@ -205,12 +224,42 @@ def pytest_runtest_makereport_processes(item: pytest.Item, call: pytest.CallInfo
     for host in hosts:
         for proc in host.processes:
             try:
-                text = proc.output().tail(REPORT_PROCESS_LINES)
+                output = proc.output()
+                text = output.tail(REPORT_PROCESS_LINES)
                 state = "running" if proc.returncode is None else f"exit {proc.returncode}"
+                _keep_process_log(host.name, proc.pid, output.stdout, output.stderr)
             except Exception as exc:  # noqa: BLE001 - reporting must not mask the failure
                 text, state = str(exc), "unknown"
             report.sections.append((f"netbed process on {host.name}: {proc.argv!r} pid {proc.pid} ({state})", text))
-        report.sections.extend(attach.report_sections(host.attachments))
+        sections = attach.report_sections(host.attachments)
+        report.sections.extend(sections)
+        for attachment in host.attachments:
+            try:
+                whole = attachment.logs()
+            except Exception as exc:  # noqa: BLE001 - reporting must not mask the failure
+                whole = f"logs not available: {exc}"
+            _keep_log(f"{host.name}-{attachment.name}.log", f"{host.name} attachment {attachment.name} log",
+                      whole.encode(errors="replace"))
+
+
+def _keep_process_log(host: str, pid: int, stdout: bytes, stderr: bytes) -> None:
+    """A failing test's process output, whole (as far as kept), as an artifact of the run report."""
+    _keep_log(f"{host}-pid{pid}.log", f"{host} pid {pid} output", b"== stdout\n" + stdout + b"\n== stderr\n" + stderr)
+
+
+def _keep_log(filename: str, label: str, data: bytes) -> None:
+    """`data` as an artifact of the current test in the run report (a note if it cannot be written)."""
+    path = test_record.artifact_path(filename)
+    if path is None:
+        return
+    try:
+        path.write_bytes(data)
+    except OSError as exc:
+        record = test_record.current()
+        if record is not None:
+            record.notes.append(f"{label} not written: {exc}")
+        return
+    test_record.add_artifact(label, path)
 
 
 @pytest.fixture

@@ -8,23 +8,23 @@ else from a ``condition`` marker, else it is "clean":
     @pytest.mark.parametrize("condition", params("clean", "loss"))
     def test_order(condition): ...
 
-At the end of the session the plugin writes ``reports/conformance.md`` (Markdown) and
-``reports/conformance.html`` under the rootdir: one row per property, one column per
-condition, each cell the aggregate outcome of the tests behind it (pass, FAIL, skip, or
-empty when the property was not checked under that condition).  Nothing is written when
-no test carrying a ``property`` marker ran.
-
-Load it with ``pytest_plugins = ["netbed.report"]`` in a conftest.py.
+The table has one row per property, one column per condition, each cell the aggregate
+outcome of the tests behind it (pass, FAIL, skip, or empty when the property was not checked
+under that condition).  The netbed plugin loads this collector in every session; the run
+report (run_report.py) shows the table as a section of ``reports/index.html`` and writes
+``reports/conformance.md`` (what ``make readme-report`` copies into the README).  A run that
+did not cover the whole suite says so at the top of both, and ``make readme-report`` refuses
+it.  Nothing is written when no test carrying a ``property`` marker ran.
 """
 
 from __future__ import annotations
 
 import datetime as _dt
 import html
-from collections.abc import Generator
+from collections.abc import Generator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import pytest
 
@@ -37,7 +37,10 @@ CONDITION_KEY = "netbed_condition"
 PREFERRED_ORDER = ("clean", "loss", "delay+jitter", "reorder", "duplicate", "corrupt", "rate", "partition")
 REPORT_DIR = "reports"
 MARKDOWN_NAME = "conformance.md"
-HTML_NAME = "conformance.html"
+#: The run report's plugin name (run_report.py); when it is active it writes this table.
+RUN_REPORT_PLUGIN = "netbed-run-report"
+#: The first words of a partial table's warning line (conformance.md).
+PARTIAL_MARK = "**Partial run:**"
 
 
 @dataclass
@@ -78,6 +81,38 @@ class Cell:
             note = f" ({skipped} skipped)" if skipped else ""
             return f"pass {self.count('passed', 'xfailed')}/{total}{note}"
         return "skip"
+
+
+class HasOutcome(Protocol):
+    """What update_outcome sets: an outcome (passed, failed, error, skipped, xfailed, xpassed,
+    or "not run" before any report) and its one-line reason."""
+
+    outcome: str
+    message: str
+
+
+def update_outcome(result: HasOutcome, report: pytest.TestReport) -> None:
+    """Fold one phase's report (setup, call, teardown) into a test's outcome."""
+    xfail = hasattr(report, "wasxfail")
+    if report.when == "setup":
+        if report.skipped:
+            result.outcome = "xfailed" if xfail else "skipped"
+            result.message = _skip_reason(report)
+        elif report.failed:
+            result.outcome = "error"
+            result.message = _first_line(report)
+    elif report.when == "call":
+        if report.passed:
+            result.outcome = "xpassed" if xfail else "passed"
+        elif report.skipped:
+            result.outcome = "xfailed" if xfail else "skipped"
+            result.message = _skip_reason(report)
+        else:
+            result.outcome = "failed"
+            result.message = _first_line(report)
+    elif report.when == "teardown" and report.failed and result.outcome in ("passed", "not run"):
+        result.outcome = "error"
+        result.message = _first_line(report)
 
 
 def condition_of(item: pytest.Item) -> str:
@@ -131,30 +166,7 @@ class ConformanceReport:
         if result is None:
             result = self.results[report.nodeid] = Result(report.nodeid, str(found[PROPERTY_KEY]),
                                                           str(found[CONDITION_KEY]))
-        self._update(result, report)
-
-    @staticmethod
-    def _update(result: Result, report: pytest.TestReport) -> None:
-        xfail = hasattr(report, "wasxfail")
-        if report.when == "setup":
-            if report.skipped:
-                result.outcome = "xfailed" if xfail else "skipped"
-                result.message = _skip_reason(report)
-            elif report.failed:
-                result.outcome = "error"
-                result.message = _first_line(report)
-        elif report.when == "call":
-            if report.passed:
-                result.outcome = "xpassed" if xfail else "passed"
-            elif report.skipped:
-                result.outcome = "xfailed" if xfail else "skipped"
-                result.message = _skip_reason(report)
-            else:
-                result.outcome = "failed"
-                result.message = _first_line(report)
-        elif report.when == "teardown" and report.failed and result.outcome in ("passed", "not run"):
-            result.outcome = "error"
-            result.message = _first_line(report)
+        update_outcome(result, report)
 
     # -- output ---------------------------------------------------------------------
     def table(self) -> tuple[list[str], list[str], dict[tuple[str, str], Cell]]:
@@ -178,11 +190,18 @@ class ConformanceReport:
         """Failures and skips, with their one-line reasons."""
         return [r for r in self.results.values() if r.outcome in ("failed", "error", "xpassed", "skipped")]
 
-    def markdown(self) -> str:
+    def markdown(self, partial: Sequence[str] = ()) -> str:
+        """The table as Markdown; `partial`: why this run did not cover the whole suite (the
+        table then says so first, and `make readme-report` refuses it)."""
         props, columns, cells = self.table()
         lines = [
             "# Socket conformance: property x network condition",
             "",
+        ]
+        if partial:
+            lines += [f"{PARTIAL_MARK} this table covers only the tests this run selected, not the whole suite: "
+                      + "; ".join(partial), ""]
+        lines += [
             f"Generated by `netbed.report` on {_now()}. Each cell aggregates the tests of one",
             "property under one router condition (pass n/N, FAIL n/N, skip); an empty cell means",
             "the property was not checked under that condition.",
@@ -207,18 +226,18 @@ class ConformanceReport:
                 lines.append(f"- `{r.nodeid}` — {r.outcome}: {_md_escape(r.message)}")
         return "\n".join(lines) + "\n"
 
-    def html(self) -> str:
+    def html_section(self, partial: Sequence[str] = ()) -> str:
+        """The table as an HTML fragment (a section of reports/index.html)."""
         props, columns, cells = self.table()
-        style = ("body{font-family:sans-serif;margin:2em}table{border-collapse:collapse}"
-                 "th,td{border:1px solid #bbb;padding:4px 8px;text-align:center}"
-                 "td.prop{text-align:left}.pass{background:#d4f7d4}.fail{background:#f7c6c6;font-weight:bold}"
-                 ".skip{background:#eee;color:#666}")
-        out = ["<!DOCTYPE html>", "<html><head><meta charset=\"utf-8\">",
-               "<title>netbed socket conformance</title>", f"<style>{style}</style></head><body>",
-               "<h1>Socket conformance: property &times; network condition</h1>",
-               f"<p>Generated by netbed.report on {html.escape(_now())}.</p>",
-               "<table><thead><tr><th>Property</th>"
-               + "".join(f"<th>{html.escape(c)}</th>" for c in columns) + "</tr></thead><tbody>"]
+        out = ['<section id="conformance">',
+               "<h2>Socket conformance: property &times; network condition</h2>"]
+        if partial:
+            out.append('<p class="partial"><strong>Partial:</strong> this table covers only the tests this run '
+                       "selected, not the whole suite (" + html.escape("; ".join(partial)) + ").</p>")
+        out.append("<p>Each cell aggregates the tests of one property under one router condition "
+                   "(pass n/N, FAIL n/N, skip); an empty cell: not checked under that condition.</p>")
+        out.append('<table class="conformance"><thead><tr><th>Property</th>'
+                   + "".join(f"<th>{html.escape(c)}</th>" for c in columns) + "</tr></thead><tbody>")
         for prop in props:
             tds = []
             for column in columns:
@@ -232,26 +251,34 @@ class ConformanceReport:
         out.append("</tbody></table>")
         notes = self.notes()
         if notes:
-            out.append("<h2>Failures and skips</h2><ul>")
+            out.append("<h3>Failures and skips</h3><ul>")
             out += [f"<li><code>{html.escape(r.nodeid)}</code> &mdash; {html.escape(r.outcome)}: "
                     f"{html.escape(r.message)}</li>" for r in notes]
             out.append("</ul>")
-        out.append("</body></html>")
+        out.append("</section>")
         return "\n".join(out) + "\n"
 
-    def write(self, directory: Path) -> list[Path]:
+    def has_results(self) -> bool:
+        return any(r.outcome != "not run" for r in self.results.values())
+
+    def write(self, directory: Path, partial: Sequence[str] = ()) -> list[Path]:
+        """Write conformance.md (what `make readme-report` copies); the HTML table is a section
+        of the run report (run_report.py, reports/index.html)."""
         directory.mkdir(parents=True, exist_ok=True)
         md = directory / MARKDOWN_NAME
-        page = directory / HTML_NAME
-        md.write_text(self.markdown(), encoding="utf-8")
-        page.write_text(self.html(), encoding="utf-8")
-        return [md, page]
+        md.write_text(self.markdown(partial), encoding="utf-8")
+        self.written = [md]
+        return [md]
 
     def pytest_sessionfinish(self, session: pytest.Session) -> None:
         if hasattr(self.config, "workerinput"):
             return  # an xdist worker: the controller writes the report from every worker's reports
-        if any(r.outcome != "not run" for r in self.results.values()):
-            self.written = self.write(Path(self.config.rootpath) / REPORT_DIR)
+        if self.config.pluginmanager.has_plugin(RUN_REPORT_PLUGIN):
+            return  # the run report writes this table too, knowing whether the run was partial
+        if self.config.getoption("--netbed-report", None) == "off":
+            return
+        if self.has_results():
+            self.write(Path(self.config.rootpath) / REPORT_DIR)
 
     def pytest_terminal_summary(self, terminalreporter: Any) -> None:
         if self.written:
@@ -317,6 +344,9 @@ def main(argv: list[str] | None = None) -> int:
     opts = parser.parse_args(argv)
     if not opts.report.exists():
         raise SystemExit(f"{opts.report} does not exist: run `make test` first")
+    if PARTIAL_MARK in opts.report.read_text(encoding="utf-8"):
+        raise SystemExit(f"{opts.report} is from a partial run (it says so at the top); run the whole suite "
+                         "(`make test` without PYTEST_ARGS) before copying its table into the README")
     opts.readme.write_text(splice_into_readme(opts.readme, opts.report.read_text(encoding="utf-8")),
                            encoding="utf-8")
     print(f"updated the conformance table in {opts.readme} from {opts.report}")

@@ -169,6 +169,12 @@ def test_processes_are_killed_when_the_test_ends_and_reported_when_it_fails(test
     # The failing test's report shows what the spawned process printed, both streams.
     assert "netbed process on server" in out and f"hello-from-{marker}" in out and f"warning-{marker}" in out
     assert matching(server, marker) == ""
+    # ... and the run report links its whole output, both streams, as an artifact of that test.
+    tests = json.loads((tmp_path / "reports" / "index.json").read_text())["tests"]
+    failed = next(t for t in tests if t["outcome"] == "failed")
+    (log,) = [path for name, path in failed["artifacts"].items() if name.startswith("server pid")]
+    text = (tmp_path / "reports" / log).read_text()
+    assert f"hello-from-{marker}" in text and f"warning-{marker}" in text
 
 
 def test_netbed_run_passes_the_exit_code_through(testbed: Testbed) -> None:

@@ -73,6 +73,11 @@ def test_two_workers_two_testbeds_same_results(tmp_path: Path) -> None:
         # The controller writes one whole conformance table from both workers' reports.
         row = "| xdist: a test's impairment is its own | pass 4/4 |"
         assert row in serial_report and row in parallel_report, parallel_report
+        # ... and one run report, with each worker's per-test network records.
+        index = json.loads((tmp_path / "reports" / "index.json").read_text())
+        delays = sorted(t["network"]["directions"]["to-server"]["during"][0]["spec"]["delay"]["delay_ms"]
+                        for t in index["tests"])
+        assert delays == [30, 60, 90, 120], index["tests"]
         for instance in (serial_instance, *instances):
             assert docker_api.leftovers(client, instance) == {"containers": [], "networks": [], "volumes": []}
     finally:

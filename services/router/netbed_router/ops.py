@@ -22,10 +22,11 @@ from netbed_agent.errors import RequestError
 from netbed_agent.system import read_snmp, run_ip
 from netbed_core import subnets
 from netbed_core.directions import DIRECTIONS, expand
-from netbed_core.netem import NetemError, from_dict, lint, parse
-from netbed_core.netem.render import describe
+from netbed_core.netem import Netem, NetemError, from_dict, lint, parse
+from netbed_core.netem.render import describe, to_text
 
 from .backend import Backend
+from .events import EventLog
 from .match import parse_match
 
 log = logging.getLogger("netbed_agent")
@@ -43,6 +44,8 @@ class RouterState:
 
 
 STATE = RouterState()
+#: Every impair, clear and reset, per direction (events.py; bounded).
+EVENTS = EventLog()
 
 
 def _subnets() -> dict[str, str | None]:
@@ -139,24 +142,41 @@ def op_impair(args: Args) -> dict[str, Any]:
         match = parse_match(match_text)
     except ValueError as exc:
         raise RequestError(str(exc)) from None
+    apply_directions(directions, netem, match_text, match, origin="impair")
+    return {"warnings": lint(netem), "directions": list(directions), "backend": STATE.backend_name}
+
+
+def apply_directions(directions: tuple[str, ...], netem: Netem, match_text: str | None, match: dict[str, Any] | None,
+                     origin: str) -> None:
+    """Set `netem` on each of `directions` (only packets `match` selects, when given) and record
+    one timeline event per direction; `origin` names the request ("impair", "scenario:NAME")."""
     spec = netem.to_dict()
     backend = _backend()
     with STATE.lock:
         for direction in directions:
-            backend.apply(direction, spec, match)
+            applied = backend.apply(direction, spec, match)
             STATE.current[direction] = {"spec": spec, "match": match_text, "description": describe(netem)}
-    return {"warnings": lint(netem), "directions": list(directions), "backend": STATE.backend_name}
+            seed = spec.get("seed")
+            EVENTS.record("impair", direction, origin, spec=spec, netem=to_text(netem), description=describe(netem),
+                          match=match_text, seed=seed if isinstance(seed, int) else applied.seed)
+
+
+def clear_directions(directions: tuple[str, ...], origin: str) -> None:
+    """Pristine forwarding on each of `directions`, one timeline event each; `origin` names the
+    request ("clear", "reset", "scenario:NAME")."""
+    backend = _backend()
+    with STATE.lock:
+        for direction in directions:
+            backend.clear(direction)
+            STATE.current[direction] = None
+            EVENTS.record("clear", direction, origin)
 
 
 def op_clear(args: Args) -> dict[str, Any]:
     """Return the named direction(s) to pristine forwarding."""
     directions = _directions(args)
     args.finish()
-    backend = _backend()
-    with STATE.lock:
-        for direction in directions:
-            backend.clear(direction)
-            STATE.current[direction] = None
+    clear_directions(directions, origin="clear")
     return {"directions": list(directions)}
 
 
@@ -165,11 +185,7 @@ def op_reset(args: Args) -> dict[str, Any]:
     args.finish()
     if STATE.backend is None:
         return {}  # nothing can have been applied
-    backend = STATE.backend
-    with STATE.lock:
-        for direction in DIRECTIONS:
-            backend.clear(direction)
-            STATE.current[direction] = None
+    clear_directions(DIRECTIONS, origin="reset")
     return {}
 
 
@@ -214,10 +230,21 @@ def op_router_counters(args: Args) -> dict[str, Any]:
     }
 
 
+def op_events(args: Args) -> dict[str, Any]:
+    """The impairment timeline: events with a seq above `since` (every kept one without it),
+    each direction's latest event, and the log's bound (events.py)."""
+    since = args.opt_int("since", minimum=0)
+    args.finish()
+    reply = EVENTS.since(since)
+    reply["backend"] = STATE.backend_name
+    return reply
+
+
 OPS = {
     "router_counters": op_router_counters,
     "impair": op_impair,
     "clear": op_clear,
     "reset": op_reset,
     "impair_status": op_impair_status,
+    "events": op_events,
 }
