@@ -98,6 +98,32 @@ class EngineConfig:
         )
 
     @property
+    def gso_safe(self) -> bool:
+        """True when a GSO super-packet may be decided as one unit (``NFQA_CFG_F_GSO``): every
+        segment of it would get the same treatment and nothing reads or rewrites its payload.
+
+        That is: no impairment at all, a partition (every segment dropped), or a fixed delay
+        (no jitter, so no random draw; no loss, duplicate, corrupt, reorder, rate or slot, which
+        decide per wire packet or space packets by their size).  ``limit`` then counts held
+        units, not segments, like netem on a device with TSO.  See docs/engine.md, "GSO units".
+        """
+        if self.partition or self.is_noop:
+            return True
+        return bool(
+            self.latency_ns
+            and not (
+                self.jitter_ns
+                or self.loss_model
+                or self.duplicate
+                or self.corrupt
+                or self.reorder
+                or self.gap
+                or self.rate_bytes_per_s
+                or self.slot_enabled
+            )
+        )
+
+    @property
     def needs_payload(self) -> bool:
         """Whether whole packets must be copied to userspace (mangle or re-inject)."""
         return bool(self.duplicate or self.corrupt or self.ecn)
