@@ -355,7 +355,8 @@ def report(results: list[dict[str, Any]]) -> None:
     plain = {r["load"]: r for r in results if r["mode"] == "plain"}
     print()
     print(f"{'mode':<11} {'sched':<8} {'load':>4} {'lavg':>5} {'TCP Gb/s':>8} {'/plain':>6} {'UDP kpps':>8} "
-          f"{'/plain':>6} {'loss%':>5} {'p50 µs':>8} {'p99 µs':>8} {'+p50 µs':>8} {'+p99 µs':>8} {'errs':>4}  scheduling")
+          f"{'/plain':>6} {'loss%':>5} {'p50 µs':>8} {'p99 µs':>8} {'+p50 µs':>8} {'+p99 µs':>8} {'errs':>4}"
+          "  scheduling")
     for r in results:
         base = plain[r["load"]]
         wanted = MODE_DELAY_US.get(r["mode"], 0.0)
