@@ -64,7 +64,9 @@ ROUTER_CODE = textwrap.dedent("""
     client_if, server_if, variant = sys.argv[2], sys.argv[3], sys.argv[4]
     procs = {}
     for name, q in (("to-server", 0), ("to-client", 1)):
-        p = EngineProcess(q, name, realtime=variant.startswith("realtime"), gso=not variant.endswith("-nogso"))
+        tags = variant.split("-")
+        p = EngineProcess(q, name, realtime=tags[0] == "realtime", gso="nogso" not in tags,
+                          coalesce_us=0 if "nocoalesce" in tags else None)
         p.set_engine(Engine(EngineConfig.from_dict(spec), p.held, EngineCounters(), stream=q))
         procs[name] = p
     rules = Rules(chain="NBBENCH")
@@ -312,7 +314,8 @@ def main() -> int:
                     help="also measure every mode beside N CPU-bound neighbour processes")
     ap.add_argument("--scheduling", default="realtime,normal",
                     help="engine variants to measure: realtime (SCHED_FIFO, else the fallback), normal "
-                         "(SCHED_OTHER); a -nogso suffix keeps GSO units segmented (no NFQA_CFG_F_GSO)")
+                         "(SCHED_OTHER); suffixes: -nogso keeps GSO units segmented (no NFQA_CFG_F_GSO), "
+                         "-nocoalesce turns the real-time worker's wakeup coalescing off")
     a = ap.parse_args()
     if os.geteuid() != 0:
         print("needs root (network namespaces)", file=sys.stderr)

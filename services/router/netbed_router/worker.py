@@ -54,6 +54,13 @@ DRAIN_MAX = 256
 #: stuck in a loop reaches RLIMIT_RTTIME (scheduling.py).
 RT_SLEEP_EVERY_NS = 100_000_000
 RT_SLEEP_S = 0.0001
+#: Wakeup coalescing of a real-time worker: when a wakeup found a single packet and the one
+#: before came less than COALESCE_GAP_NS earlier, the worker sleeps ``coalesce_us`` before
+#: reading again, so a sender on the same CPU is not preempted once per packet (docs/engine.md,
+#: "Coalescing").  Below 1 / COALESCE_GAP_NS packets per second it never waits.  Off by default:
+#: measured, it lowered the UDP packet rate (docs/engine.md).
+COALESCE_GAP_NS = 200_000
+DEFAULT_COALESCE_US = 0
 #: Largest verdict datagram (bytes); netlink refuses messages above the socket sndbuf.
 MAX_SEND_BYTES = 256 * 1024
 
@@ -71,16 +78,18 @@ class QueueWorker:
 
     def __init__(
         self, queue_num: int, name: str, *, batch_verdicts: bool = True, busy_poll_s: float = 0.0,
-        realtime: bool = False, gso: bool = True,
+        realtime: bool = False, gso: bool = True, coalesce_us: int = DEFAULT_COALESCE_US,
     ) -> None:
         """busy_poll_s: keep polling (100% of a CPU) for this long after each packet before
         sleeping in recv; 0 = always sleep.  realtime: ask for SCHED_FIFO for the worker thread
         (``scheduling.request_realtime``; the engine process does, a thread in the agent does
-        not).  gso: take GSO units whole (NFQA_CFG_F_GSO) while the engine is ``gso_safe``."""
+        not).  gso: take GSO units whole (NFQA_CFG_F_GSO) while the engine is ``gso_safe``.
+        coalesce_us: wakeup coalescing of a real-time worker (0 = off; see COALESCE_GAP_NS)."""
         self.name = name
         self.busy_poll_s = busy_poll_s
         self.realtime = realtime
         self.gso_enabled = gso
+        self.coalesce_us = coalesce_us
         self.scheduling: Scheduling | None = None
         self.tid: int | None = None
         self._started = threading.Event()
@@ -151,6 +160,8 @@ class QueueWorker:
         last_pkt = 0
         last_sleep = time.monotonic_ns()
         gso_for: Engine | None = None  # the engine the queue's GSO flag was set for
+        rt = self.scheduling is not None and self.scheduling.policy == "fifo"
+        coalesce_s = self.coalesce_us / 1e6 if rt else 0.0
         while not self._stop:
             eng = self.engine
             try:
@@ -164,7 +175,7 @@ class QueueWorker:
                     want = self.gso_enabled and eng.config.gso_safe
                     if want != q.gso:
                         q.set_gso(want)  # packets read meanwhile land in q.pending, next
-                if self.scheduling is not None and self.scheduling.policy == "fifo":
+                if rt and self.scheduling is not None and self.scheduling.policy == "fifo":
                     now = time.monotonic_ns()
                     if now - last_sleep > RT_SLEEP_EVERY_NS:
                         time.sleep(RT_SLEEP_S)
@@ -201,18 +212,22 @@ class QueueWorker:
                         n = recv_into(buf)
                     except (BlockingIOError, InterruptedError, TimeoutError):
                         continue
-                last_pkt = time.monotonic_ns()
+                previous_pkt, last_pkt = last_pkt, time.monotonic_ns()
                 # Re-read after blocking: an apply() that happened meanwhile must act on
                 # this packet already.
                 eng = self.engine
                 self._handle(eng, buf, mv, n, accept_ids)
+                drained = 0
                 for _ in range(DRAIN_MAX):
                     try:
                         n = recv_into(buf, 0, dontwait)
                     except (BlockingIOError, InterruptedError):
                         break
                     self._handle(eng, buf, mv, n, accept_ids)
+                    drained += 1
                 self._send(eng, accept_ids)
+                if coalesce_s and not drained and last_pkt - previous_pkt < COALESCE_GAP_NS:
+                    time.sleep(coalesce_s)  # one packet per wakeup at a high rate: let a batch build
             except OSError as exc:
                 if self._stop or exc.errno == errno.EBADF:
                     break
