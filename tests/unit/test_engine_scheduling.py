@@ -5,7 +5,10 @@ the real ones)."""
 from __future__ import annotations
 
 import errno
+import json
 import os
+import subprocess
+import sys
 import threading
 
 import pytest
@@ -131,3 +134,45 @@ def test_only_the_calling_thread_becomes_real_time_and_a_demoted_one_leaves_the_
     finally:
         done.set()
         t.join()
+
+
+SPINNER = """
+import json, os, resource, signal, threading, time
+from types import SimpleNamespace
+from netbed_router import scheduling
+from netbed_router.engine_process import _demote_on_sigxcpu
+worker = SimpleNamespace(tid=None, scheduling=None)
+first = []
+stop = threading.Event()
+def spin():
+    worker.tid = threading.get_native_id()
+    worker.scheduling = scheduling.request_realtime()
+    first.append(worker.scheduling.policy)
+    while not stop.is_set():  # never sleeps, never blocks
+        pass
+signal.signal(signal.SIGXCPU, _demote_on_sigxcpu(worker))
+resource.setrlimit(resource.RLIMIT_RTTIME, (100_000, 5_000_000))  # 0.1 s soft, 5 s hard
+t = threading.Thread(target=spin, daemon=True)
+t.start()
+deadline = time.monotonic() + 3.0
+while (not first or worker.scheduling.policy == "fifo") and time.monotonic() < deadline:
+    time.sleep(0.01)  # SIGXCPU's handler runs in this (main) thread
+policy_now = os.sched_getscheduler(worker.tid)
+stop.set()
+t.join(2)
+print(json.dumps({"first": first[0] if first else None, "refused": worker.scheduling.refused,
+                  "sched_other": policy_now == os.SCHED_OTHER}))
+"""
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root (CAP_SYS_NICE) to change a thread's scheduling class")
+def test_a_spinning_real_time_worker_is_demoted_by_sigxcpu() -> None:
+    """The bound on a runaway engine, on the real kernel: a SCHED_FIFO thread that never
+    sleeps reaches RLIMIT_RTTIME's soft limit, the kernel sends SIGXCPU, and the engine
+    process's handler (run by the control thread) takes the thread out of the real-time class.
+    In a child process: the lowered hard limit cannot be raised again."""
+    out = subprocess.run([sys.executable, "-c", SPINNER], capture_output=True, text=True, timeout=30, check=True)
+    got = json.loads(out.stdout)
+    if got["first"] != "fifo":
+        pytest.skip(f"this machine refuses real-time scheduling ({got})")
+    assert got["refused"].startswith("demoted:") and got["sched_other"], got
