@@ -65,7 +65,7 @@ ROUTER_CODE = textwrap.dedent("""
     procs = {}
     for name, q in (("to-server", 0), ("to-client", 1)):
         tags = variant.split("-")
-        p = EngineProcess(q, name, realtime=tags[0] == "realtime", gso="nogso" not in tags,
+        p = EngineProcess(q, name, scheduling=tags[0], gso="nogso" not in tags,
                           coalesce_us=0 if "nocoalesce" in tags else None)
         p.set_engine(Engine(EngineConfig.from_dict(spec), p.held, EngineCounters(), stream=q))
         procs[name] = p
@@ -313,7 +313,8 @@ def main() -> int:
     ap.add_argument("--load", type=int, default=0,
                     help="also measure every mode beside N CPU-bound neighbour processes")
     ap.add_argument("--scheduling", default="realtime,normal",
-                    help="engine variants to measure: realtime (SCHED_FIFO, else the fallback), normal "
+                    help="engine variants to measure: realtime (SCHED_FIFO, else the fallback), nice (the "
+                         "fallback alone: nice -10, what a Docker router gets here), normal "
                          "(SCHED_OTHER); suffixes: -nogso keeps GSO units segmented (no NFQA_CFG_F_GSO), "
                          "-nocoalesce turns the real-time worker's wakeup coalescing off")
     a = ap.parse_args()

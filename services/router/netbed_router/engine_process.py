@@ -44,7 +44,7 @@ from typing import IO, Any
 
 from .counters import EngineCounters
 from .engine import Engine, EngineConfig
-from .scheduling import RT_BUDGET_US, demote, limit_rt_time
+from .scheduling import MODES, RT_BUDGET_US, demote, limit_rt_time
 from .worker import DEFAULT_COALESCE_US, QueueRunner, QueueWorker
 
 log = logging.getLogger("netbed.router.engine")
@@ -151,8 +151,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     p = argparse.ArgumentParser(description="one direction's impairment engine (NFQUEUE queue)")
     p.add_argument("--queue-num", type=int, required=True)
     p.add_argument("--name", required=True, help="the direction, for logs and thread names")
-    p.add_argument("--scheduling", choices=("realtime", "normal"), default="realtime",
-                   help="realtime: SCHED_FIFO for the worker thread, else a nice fallback (default)")
+    p.add_argument("--scheduling", choices=MODES, default="realtime",
+                   help="realtime: SCHED_FIFO for the worker thread, else a nice fallback (default); "
+                        "nice: the fallback only; normal: unchanged")
     p.add_argument("--gso", choices=("on", "off"), default="on",
                    help="on: GSO units whole while the impairment allows it (docs/engine.md)")
     p.add_argument("--coalesce-us", type=int, default=DEFAULT_COALESCE_US,
@@ -160,7 +161,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     a = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, stream=sys.stderr,
                         format=f"%(asctime)s router engine {a.name} pid {os.getpid()} %(levelname)s %(message)s")
-    worker = QueueWorker(a.queue_num, a.name, realtime=a.scheduling == "realtime", gso=a.gso == "on",
+    worker = QueueWorker(a.queue_num, a.name, sched_mode=a.scheduling, gso=a.gso == "on",
                          coalesce_us=a.coalesce_us)
     if worker.scheduling is not None and worker.scheduling.policy == "fifo":
         signal.signal(signal.SIGXCPU, _demote_on_sigxcpu(worker))

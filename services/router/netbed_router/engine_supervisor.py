@@ -64,17 +64,17 @@ class EngineProcess:
     """One direction's engine in a supervised child process."""
 
     def __init__(self, queue_num: int, name: str, *, stream: int | None = None,
-                 command: Sequence[str] | None = None, realtime: bool = True, gso: bool = True,
+                 command: Sequence[str] | None = None, scheduling: str = "realtime", gso: bool = True,
                  coalesce_us: int | None = None) -> None:
         """stream: the direction index (default: queue_num); command: the child's argv (tests
-        run a fake engine; default ``python3 -m netbed_router.engine_process``); realtime: ask
-        for real-time scheduling of the child's worker (``scheduling.py``); gso: let it take GSO
+        run a fake engine; default ``python3 -m netbed_router.engine_process``); scheduling: the
+        child worker's class (``scheduling.MODES``; real-time with its fallback by default); gso: let it take GSO
         units whole when the impairment allows (``EngineConfig.gso_safe``); coalesce_us: the
         child's wakeup coalescing (None: its default, ``worker.DEFAULT_COALESCE_US``)."""
         self.queue_num, self.name = queue_num, name
         self.command = list(command) if command is not None else [
             sys.executable, "-m", "netbed_router.engine_process", "--queue-num", str(queue_num), "--name", name,
-            "--scheduling", "realtime" if realtime else "normal", "--gso", "on" if gso else "off",
+            "--scheduling", scheduling, "--gso", "on" if gso else "off",
             *([] if coalesce_us is None else ["--coalesce-us", str(coalesce_us)])]
         self.stream = queue_num if stream is None else stream
         self.held = HeldQueue()  # the backend builds engines on it; packets are held in the child

@@ -76,7 +76,7 @@ class Scheduling:
     def describe(self) -> str:
         """One line for ``netbed status``, starting ``real-time scheduling:``."""
         if not self.requested:
-            return "real-time scheduling: not requested (SCHED_OTHER)"
+            return f"real-time scheduling: not requested (SCHED_OTHER nice {self.nice})"
         if self.policy == "fifo":
             bound = f"; bounded by RT throttling {self.rt_throttle}" if self.rt_throttle else ""
             return f"real-time scheduling: SCHED_FIFO priority {self.priority}{bound}"
@@ -152,6 +152,29 @@ def rt_throttle(read: Callable[[str], str | None] = _read) -> str | None:
     if runtime is None or period is None:
         return None
     return f"{runtime}/{period} µs" if runtime != "-1" else f"off (-1: unbounded) per {period} µs"
+
+
+#: What ``request`` accepts: real-time with the fallback, the fallback alone, or nothing.
+MODES = ("realtime", "nice", "normal")
+
+
+def request(mode: str) -> Scheduling:
+    """The calling thread's class for ``mode`` (one of MODES): ``realtime`` as
+    ``request_realtime``; ``nice`` the fallback alone (what a Docker router without a real-time
+    budget gets, measurable where real-time would be granted); ``normal`` unchanged."""
+    if mode == "realtime":
+        return request_realtime()
+    if mode == "nice":
+        try:
+            os.setpriority(os.PRIO_PROCESS, 0, FALLBACK_NICE)
+        except OSError as exc:
+            name = errno.errorcode.get(exc.errno or 0, str(exc.errno))
+            return Scheduling("normal", nice=os.getpriority(os.PRIO_PROCESS, 0), requested=False,
+                              fallback_refused=f"nice {FALLBACK_NICE}: {name}")
+        return Scheduling("nice", nice=os.getpriority(os.PRIO_PROCESS, 0), requested=False)
+    if mode == "normal":
+        return request_realtime(enabled=False)
+    raise ValueError(f"scheduling: expected one of {', '.join(MODES)}, got {mode!r}")
 
 
 def request_realtime(*, enabled: bool = True, priority: int = REALTIME_PRIORITY,

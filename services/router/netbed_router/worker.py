@@ -17,7 +17,7 @@ from netbed_core.verdicts import NF_ACCEPT
 from .counters import EngineCounters
 from .engine import Engine, EngineConfig, HeldQueue
 from .nfqueue import MAX_COPY_RANGE, NFQA_SKB_NOT_WHOLE, NFQNL_MSG_PACKET, NLMSG_ERROR, NfQueue, parse_packet
-from .scheduling import Scheduling, request_realtime
+from .scheduling import Scheduling, request
 
 
 class QueueRunner(Protocol):
@@ -78,16 +78,17 @@ class QueueWorker:
 
     def __init__(
         self, queue_num: int, name: str, *, batch_verdicts: bool = True, busy_poll_s: float = 0.0,
-        realtime: bool = False, gso: bool = True, coalesce_us: int = DEFAULT_COALESCE_US,
+        sched_mode: str = "normal", gso: bool = True, coalesce_us: int = DEFAULT_COALESCE_US,
     ) -> None:
         """busy_poll_s: keep polling (100% of a CPU) for this long after each packet before
-        sleeping in recv; 0 = always sleep.  realtime: ask for SCHED_FIFO for the worker thread
-        (``scheduling.request_realtime``; the engine process does, a thread in the agent does
-        not).  gso: take GSO units whole (NFQA_CFG_F_GSO) while the engine is ``gso_safe``.
+        sleeping in recv; 0 = always sleep.  sched_mode: the worker thread's class
+        (``scheduling.request``: ``realtime`` asks for SCHED_FIFO, as the engine process does;
+        a thread in the agent stays ``normal``).  gso: take GSO units whole (NFQA_CFG_F_GSO)
+        while the engine is ``gso_safe``.
         coalesce_us: wakeup coalescing of a real-time worker (0 = off; see COALESCE_GAP_NS)."""
         self.name = name
         self.busy_poll_s = busy_poll_s
-        self.realtime = realtime
+        self.sched_mode = sched_mode
         self.gso_enabled = gso
         self.coalesce_us = coalesce_us
         self.scheduling: Scheduling | None = None
@@ -134,8 +135,8 @@ class QueueWorker:
     def _run(self) -> None:
         try:
             self.tid = threading.get_native_id()
-            self.scheduling = request_realtime(enabled=self.realtime)
-            if self.realtime:
+            self.scheduling = request(self.sched_mode)
+            if self.sched_mode != "normal":
                 log.info("%s: %s", self.name, self.scheduling.describe())
             self._started.set()
             self._loop()
