@@ -1,11 +1,11 @@
 #!/usr/bin/env python3
 """Throughput and latency of the userspace impairment engine, in network namespaces.
 
-    sudo .venv/bin/python bench/engine_throughput.py [--seconds 3] [--modes plain,passthrough,zero-delay]
+    sudo .venv/bin/python bench/engine_throughput.py [--seconds 3] [--load 2]
+        [--modes zero-delay,delay-1ms,delay-20ms] [--scheduling realtime,nice,normal]
 
 Builds the three namespaces of netbed_testkit.topology (client, router, server; veth pairs;
-the router forwards), then for
-each mode measures, client -> server:
+the router forwards), then for each mode measures, client -> server:
 
 * TCP throughput: one Python sender/receiver pair (separate processes, 256 KiB writes);
   iperf3 is used in addition when installed;
@@ -13,14 +13,23 @@ each mode measures, client -> server:
   counting) and the loss that came with it;
 * one-way latency of paced 64-byte UDP probes (1 kHz), sender timestamp vs. the
   receiver's kernel timestamp (SO_TIMESTAMPNS, same clock), p50/p99 and the part added
-  over plain forwarding.
+  over plain forwarding (less the delay the mode configures).
 
-Modes: ``plain`` = kernel forwarding, no rules; ``passthrough`` = NFQUEUE rules on both
-directions and an engine that changes nothing; ``zero-delay`` = an active impairment that
-runs every packet through the decision path without holding it (random loss with a
-negligible probability, 1e-7 %).  The engine runs in its own process inside the router
-namespace, as in the router container.  Nothing leaves the namespaces; they are deleted at
-the end.
+Modes: ``plain`` = kernel forwarding, no rules (always measured first); ``passthrough`` =
+NFQUEUE rules on both directions and an engine that changes nothing; ``zero-delay`` = an
+active impairment that runs every packet through the decision path without holding it
+(random loss with a negligible probability, 1e-7 %); ``delay-1ms`` / ``delay-20ms`` = a fixed
+delay (GSO units whole, docs/engine.md).  The engine runs as in the router container: one
+supervised engine process per direction (engine_supervisor.EngineProcess), in the router
+namespace.  ``--scheduling`` lists the engine variants: ``realtime`` (SCHED_FIFO, else the
+fallback), ``nice`` (the fallback alone), ``normal``; a ``-nogso`` suffix keeps GSO units
+segmented, ``-nocoalesce`` turns wakeup coalescing off.
+
+``--load N`` measures every mode and variant twice: as the machine is, and beside N CPU-bound
+neighbour processes (``while True: pass``, nice 0) that the bench starts before and kills (by
+PID) after that measurement.  Every row is reported as a ratio to plain forwarding measured at
+the same load in the same run, with the 1-minute load average at its start.  Nothing leaves
+the namespaces; they are deleted at the end.
 """
 
 from __future__ import annotations
@@ -326,6 +335,15 @@ def main() -> int:
     if unknown:
         print(f"unknown modes {unknown}; known: {', '.join(MODES)}", file=sys.stderr)
         return 2
+    if a.load < 0:
+        print(f"--load must be >= 0, got {a.load}", file=sys.stderr)
+        return 2
+    for variant in a.scheduling.split(","):
+        base, *tags = variant.split("-")
+        if base not in ("realtime", "nice", "normal") or not set(tags) <= {"nogso", "nocoalesce"}:
+            print(f"--scheduling: unknown variant {variant!r}; expected realtime, nice or normal, "
+                  "optionally with -nogso and/or -nocoalesce", file=sys.stderr)
+            return 2
     if shutil.which("iperf3") is None:
         print("note: iperf3 not installed; TCP measured with the Python sender/receiver only")
     if shutil.which("ethtool") is None:
