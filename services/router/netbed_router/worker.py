@@ -259,7 +259,8 @@ class QueueWorker:
             if mtype == NFQNL_MSG_PACKET:
                 pid, poff, plen, cap, info = parse_packet(buf, off, mlen)
                 if pid >= 0:
-                    if info & NFQA_SKB_NOT_WHOLE:
+                    whole = not info & NFQA_SKB_NOT_WHOLE
+                    if not whole:
                         eng.whole = False  # a GSO unit / partial checksum: never rewritten or copied
                     try:
                         if on_packet(pid, mv[poff : poff + plen], cap or plen, mono()):
@@ -269,8 +270,8 @@ class QueueWorker:
                         eng.out.append((pid, 0, None))
                         eng.stats.dropped_error += 1
                         self._count_error(eng, exc)
-                    finally:
-                        eng.whole = True
+                    if not whole:
+                        eng.whole = True  # on_packet's exceptions are caught above
             elif mtype == NLMSG_ERROR:
                 err = -_ERRNO.unpack_from(buf, off + 16)[0]
                 if err:
