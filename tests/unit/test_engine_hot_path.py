@@ -108,7 +108,7 @@ def handle(w: QueueWorker, engine: Engine, msgs: list[bytes], accept_ids: list[i
 @pytest.mark.parametrize(
     ("extra", "safe"),
     [
-        ({}, True),
+        ({}, False),  # nothing is queued (no rule); the flag would outlive it (docs/engine.md)
         ({"partition": True}, True),
         ({"delay": {"delay_ms": 1.0}}, True),
         ({"delay": {"delay_ms": 20.0}, "limit_packets": 50}, True),
