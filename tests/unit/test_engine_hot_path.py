@@ -206,3 +206,16 @@ def test_held_queue_min_id_follows_releases_in_any_order() -> None:
     assert held.pop()[2] == 2 and held.min_id() == 1
     assert held.pop()[2] == 3 and held.min_id() == 1
     assert held.pop()[2] == 1 and held.min_id() is None
+
+
+def test_held_queue_bookkeeping_stays_as_small_as_the_heap() -> None:
+    """A steady stream through a fixed delay (the heap never empties): the ids kept for
+    min_id() do not grow with the number of packets that passed."""
+    held = HeldQueue()
+    for pid in range(100_000):
+        held.push(pid, pid, None, 100)
+        if pid >= 10:
+            held.pop()
+    assert len(held) == 10
+    assert len(held._ids) == 10 and not held._gone
+    assert held.min_id() == 99_990

@@ -108,15 +108,15 @@ class HeldQueue:
             self._ids.clear()
             self._gone.clear()
         elif item[2] >= 0:
-            self._gone.add(item[2])
+            ids, gone = self._ids, self._gone
+            gone.add(item[2])
+            while ids and ids[0] in gone:  # here, not in min_id: both stay as small as the heap
+                gone.discard(ids.popleft())
         return item
 
     def min_id(self) -> int | None:
         """The smallest packet id held (duplicate copies aside), or None."""
-        ids, gone = self._ids, self._gone
-        while ids and ids[0] in gone:
-            gone.discard(ids.popleft())
-        return ids[0] if ids else None
+        return self._ids[0] if self._ids else None
 
 
 # --------------------------------------------------------------------------------------
