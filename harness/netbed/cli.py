@@ -71,6 +71,8 @@ def _print_status(report: dict[str, Any]) -> None:
             counts = " ".join(f"{k}={v}" for k, v in shown.items()) if setting else ""
             print(f"  {direction:9} {text}" + (f"\n            {counts}" if counts else ""))
             engine = (entry.get("stats") or {}).get("engine_process")
+            if engine and setting and engine.get("scheduling"):
+                print(f"            {engine['scheduling']['description']}")
             if engine and engine.get("restarts"):
                 print(f"            engine process restarted {engine['restarts']}x (last: {engine.get('last_exit')}); "
                       f"impairment re-applied: {'yes' if engine.get('reapplied') else 'no'}")

@@ -48,6 +48,7 @@ from __future__ import annotations
 import heapq
 import os
 import random
+from collections import deque
 from typing import Any
 
 from netbed_core.verdicts import NF_ACCEPT, NF_DROP
@@ -72,15 +73,22 @@ class HeldQueue:
     Entries are ``[tts_ns, seq, packet_id, payload, length]``; packet_id -1 is a duplicate
     copy (payload = the bytes to inject).  Equal times leave in arrival order, like netem's
     tfifo.  Shared across engine replacements so a runtime change keeps held packets.
+
+    ``min_id()`` is the smallest packet id still held: the worker may accept every packet
+    below it with one NFQNL_MSG_VERDICT_BATCH.  Packet ids grow with arrival, so the held
+    ids in arrival order (``_ids``) with the released ones skipped lazily (``_gone``) give it
+    in amortised O(1).
     """
 
-    __slots__ = ("heap", "seq", "last_tts")
+    __slots__ = ("heap", "seq", "last_tts", "_ids", "_gone")
 
     def __init__(self) -> None:
         self.heap: list[list[Any]] = []
         self.seq = 0
         # Largest time_to_send among held packets (the tail of netem's tfifo), or None.
         self.last_tts: int | None = None
+        self._ids: deque[int] = deque()
+        self._gone: set[int] = set()
 
     def __len__(self) -> int:
         return len(self.heap)
@@ -90,12 +98,25 @@ class HeldQueue:
         heapq.heappush(self.heap, [tts, self.seq, packet_id, payload, length])
         if self.last_tts is None or tts > self.last_tts:
             self.last_tts = tts
+        if packet_id >= 0:
+            self._ids.append(packet_id)
 
     def pop(self) -> list[Any]:
         item = heapq.heappop(self.heap)
         if not self.heap:
             self.last_tts = None
+            self._ids.clear()
+            self._gone.clear()
+        elif item[2] >= 0:
+            ids, gone = self._ids, self._gone
+            gone.add(item[2])
+            while ids and ids[0] in gone:  # here, not in min_id: both stay as small as the heap
+                gone.discard(ids.popleft())
         return item
+
+    def min_id(self) -> int | None:
+        """The smallest packet id held (duplicate copies aside), or None."""
+        return self._ids[0] if self._ids else None
 
 
 # --------------------------------------------------------------------------------------
@@ -143,6 +164,10 @@ class Engine:
         self._delay_on = bool(c.latency_ns or c.jitter_ns or c.rate_bytes_per_s)
         self._reorder_or_delay_on = bool(c.gap or self._delay_on)
         self._rate = c.rate_bytes_per_s
+        # False while the packet being decided is not one wire packet with its final bytes (a
+        # GSO unit, or a partial checksum: NFQA_SKB_INFO): it is then never rewritten or copied,
+        # though every draw is still made (docs/engine.md, "GSO units").  Set by the worker.
+        self.whole = True
 
     # -- loss models ----------------------------------------------------------------------
     def _loss_4state(self) -> bool:
@@ -213,8 +238,9 @@ class Engine:
             return None
         pos = hdr + self.rng.randrange(n - hdr)
         bit = self.rng.randrange(8)
-        if n != length:
-            # A truncated copy cannot be mangled (the kernel would truncate the packet).
+        if n != length or not self.whole:
+            # A truncated copy cannot be mangled (the kernel would truncate the packet), nor
+            # can a GSO unit (the kernel would segment it with a wrong checksum).
             return None
         buf = bytearray(data)
         buf[pos] ^= 1 << bit
@@ -267,7 +293,8 @@ class Engine:
         copy: bytes | None = None
         if count == 2:
             # netem clones before corrupting: the copy has the CE mark but not the bit flip.
-            copy = bytes(mangled) if mangled is not None else bytes(data)
+            # A GSO unit's copy is empty: it still makes its draws, and the worker does not send it.
+            copy = (bytes(mangled) if mangled is not None else bytes(data)) if self.whole else b""
         if c.corrupt and c.corrupt >= self.corrupt_cor.next():
             mangled = self._apply_corrupt(data, mangled, length)
         if self._reorder_or_delay_on:
@@ -302,7 +329,7 @@ class Engine:
     def _ecn_mark(self, data: bytes | bytearray | memoryview, length: int) -> bytearray | None:
         """ecn: the CE-marked packet that replaces a loss, or None when the packet is lost
         (ecn off, a truncated copy, or a flow that is not ECN-capable)."""
-        if not self.config.ecn or len(data) != length:
+        if not self.config.ecn or len(data) != length or not self.whole:
             return None
         marked = ecn_set_ce(data)
         if marked is not None:

@@ -98,6 +98,37 @@ class EngineConfig:
         )
 
     @property
+    def gso_safe(self) -> bool:
+        """True when a GSO super-packet may be decided as one unit (``NFQA_CFG_F_GSO``): every
+        segment of it would get the same treatment and nothing reads or rewrites its payload.
+
+        That is: a partition (every segment dropped), or a fixed delay (no jitter, so no random
+        draw; no loss, duplicate, corrupt, reorder, rate or slot, which decide per wire packet or
+        space packets by their size).  ``limit`` then counts held units, not segments, like
+        netem on a device with TSO.  See docs/engine.md, "GSO units".
+
+        Not for "no impairment", though every segment would pass alike: its rule is removed, so
+        nothing is queued to gain from, and the flag would stay on into the next impairment's
+        first packets (queued with partial checksums, which that impairment cannot rewrite or
+        copy; measured: a few duplicates lost after each apply).
+        """
+        if self.partition:
+            return True
+        return bool(
+            self.latency_ns
+            and not (
+                self.jitter_ns
+                or self.loss_model
+                or self.duplicate
+                or self.corrupt
+                or self.reorder
+                or self.gap
+                or self.rate_bytes_per_s
+                or self.slot_enabled
+            )
+        )
+
+    @property
     def needs_payload(self) -> bool:
         """Whether whole packets must be copied to userspace (mangle or re-inject)."""
         return bool(self.duplicate or self.corrupt or self.ecn)

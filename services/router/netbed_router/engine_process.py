@@ -16,11 +16,18 @@ bound.  Requests:
   counters (a clear), else they restart at zero (an apply); ``flush`` releases held packets
   after the swap (a clear: the held packets live here, not in the agent).
 * ``{"op": "flush"}``: release every held packet now.
-* ``{"op": "stats"}``: the counters (``EngineCounters`` slots), ``worker_alive``, ``worker_fatal``.
+* ``{"op": "stats"}``: the counters (``EngineCounters`` slots), ``worker_alive``, ``worker_fatal``,
+  ``scheduling`` (``scheduling.Scheduling.to_dict()``: real-time or why not).
 * ``{"op": "close"}``: release held packets, unbind, exit 0.
 
 End of input (the agent died) closes the same way: the queue is unbound, so packets the
 rules still send to it are dropped (fail-closed, docs/engine.md).
+
+Scheduling (``--scheduling realtime``, the default): the worker thread asks for SCHED_FIFO and
+falls back to a nice value (``scheduling.py``); this control thread stays SCHED_OTHER.  With
+real-time granted, ``RLIMIT_RTTIME`` bounds a runaway worker: at the soft limit SIGXCPU makes
+this process demote the worker (``scheduling.demote``); at the hard limit the kernel kills the
+process and the supervisor restarts it.
 """
 
 from __future__ import annotations
@@ -29,6 +36,7 @@ import argparse
 import json
 import logging
 import os
+import signal
 import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, fields
@@ -36,7 +44,8 @@ from typing import IO, Any
 
 from .counters import EngineCounters
 from .engine import Engine, EngineConfig
-from .worker import QueueRunner, QueueWorker
+from .scheduling import MODES, RT_BUDGET_US, demote, limit_rt_time
+from .worker import DEFAULT_COALESCE_US, QueueRunner, QueueWorker
 
 log = logging.getLogger("netbed.router.engine")
 
@@ -94,8 +103,9 @@ class EngineHost:
         if op == "flush":
             return {"flushed": bool(w.flush()) if w.held.heap and w.alive else True}
         if op == "stats":
+            sched = getattr(w, "scheduling", None)
             return {"counters": counters_to_wire(w.engine.stats), "worker_alive": w.alive,
-                    "worker_fatal": w.fatal}
+                    "worker_fatal": w.fatal, "scheduling": sched.to_dict() if sched is not None else None}
         raise ValueError(f"op: unknown {op!r}")
 
     def close(self) -> None:
@@ -141,10 +151,40 @@ def main(argv: Sequence[str] | None = None) -> int:
     p = argparse.ArgumentParser(description="one direction's impairment engine (NFQUEUE queue)")
     p.add_argument("--queue-num", type=int, required=True)
     p.add_argument("--name", required=True, help="the direction, for logs and thread names")
+    p.add_argument("--scheduling", choices=MODES, default="realtime",
+                   help="realtime: SCHED_FIFO for the worker thread, else a nice fallback (default); "
+                        "nice: the fallback only; normal: unchanged")
+    p.add_argument("--gso", choices=("on", "off"), default="on",
+                   help="on: GSO units whole while the impairment allows it (docs/engine.md)")
+    p.add_argument("--coalesce-us", type=int, default=DEFAULT_COALESCE_US,
+                   help="real-time worker: wait this long after a lone packet at a high rate (0 = off)")
     a = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, stream=sys.stderr,
                         format=f"%(asctime)s router engine {a.name} pid {os.getpid()} %(levelname)s %(message)s")
-    return serve(EngineHost(QueueWorker(a.queue_num, a.name)), sys.stdin, sys.stdout)
+    worker = QueueWorker(a.queue_num, a.name, sched_mode=a.scheduling, gso=a.gso == "on",
+                         coalesce_us=a.coalesce_us)
+    if worker.scheduling is not None and worker.scheduling.policy == "fifo":
+        signal.signal(signal.SIGXCPU, _demote_on_sigxcpu(worker))
+        limit_rt_time()
+    return serve(EngineHost(worker), sys.stdin, sys.stdout)
+
+
+def _demote_on_sigxcpu(worker: QueueWorker) -> Any:
+    """SIGXCPU: the real-time worker ran RT_BUDGET_US without sleeping; take it out of the
+    real-time class so it cannot starve the agent, and say so in the stats."""
+
+    def handler(_sig: int, _frame: object) -> None:
+        if worker.tid is None or worker.scheduling is None or worker.scheduling.policy != "fifo":
+            return
+        reason = f"demoted: the worker ran {RT_BUDGET_US / 1e6:g} s without sleeping (RLIMIT_RTTIME)"
+        try:
+            worker.scheduling = demote(worker.tid, reason)
+        except OSError as exc:
+            log.error("could not demote the worker thread: %s", exc)
+            return
+        log.error("%s", worker.scheduling.describe())
+
+    return handler
 
 
 if __name__ == "__main__":

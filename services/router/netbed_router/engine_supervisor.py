@@ -64,12 +64,18 @@ class EngineProcess:
     """One direction's engine in a supervised child process."""
 
     def __init__(self, queue_num: int, name: str, *, stream: int | None = None,
-                 command: Sequence[str] | None = None) -> None:
+                 command: Sequence[str] | None = None, scheduling: str = "realtime", gso: bool = True,
+                 coalesce_us: int | None = None) -> None:
         """stream: the direction index (default: queue_num); command: the child's argv (tests
-        run a fake engine; default ``python3 -m netbed_router.engine_process``)."""
+        run a fake engine; default ``python3 -m netbed_router.engine_process``); scheduling: the
+        child worker's class (``scheduling.MODES``; real-time with its fallback by default); gso: let it take GSO
+        units whole when the impairment allows (``EngineConfig.gso_safe``); coalesce_us: the
+        child's wakeup coalescing (None: its default, ``worker.DEFAULT_COALESCE_US``)."""
         self.queue_num, self.name = queue_num, name
         self.command = list(command) if command is not None else [
-            sys.executable, "-m", "netbed_router.engine_process", "--queue-num", str(queue_num), "--name", name]
+            sys.executable, "-m", "netbed_router.engine_process", "--queue-num", str(queue_num), "--name", name,
+            "--scheduling", scheduling, "--gso", "on" if gso else "off",
+            *([] if coalesce_us is None else ["--coalesce-us", str(coalesce_us)])]
         self.stream = queue_num if stream is None else stream
         self.held = HeldQueue()  # the backend builds engines on it; packets are held in the child
         self.engine = Engine(EngineConfig(seed=0), self.held, EngineCounters(), stream=self.stream)
@@ -78,6 +84,8 @@ class EngineProcess:
         self.last_restart_monotonic: float | None = None
         self.reapplied = False
         self.worker_fatal: str | None = None
+        # What the process's worker got (scheduling.Scheduling.to_dict()), from its last stats.
+        self.scheduling: dict[str, Any] | None = None
         self._lock = threading.RLock()
         self._closing = False
         self._stopped = False
@@ -140,6 +148,7 @@ class EngineProcess:
             return False
         counters_from_wire(reply["counters"], self.engine.stats)
         self.worker_fatal = reply.get("worker_fatal")
+        self.scheduling = reply.get("scheduling")
         return bool(reply.get("worker_alive"))
 
     def supervision(self) -> dict[str, Any]:
@@ -153,6 +162,7 @@ class EngineProcess:
             "last_exit": self.last_exit,
             "reapplied": self.reapplied,
             "seconds_since_restart": None if since is None else round(time.monotonic() - since, 3),
+            "scheduling": self.scheduling,
         }
 
     # -- the process ----------------------------------------------------------------------

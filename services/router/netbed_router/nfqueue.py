@@ -76,6 +76,16 @@ NFQA_CFG_F_FAIL_OPEN = 1 << 0
 NFQA_CFG_F_CONNTRACK = 1 << 1
 NFQA_CFG_F_GSO = 1 << 2
 
+# NFQA_SKB_INFO flags (be32): what the kernel says about the queued skb.
+NFQA_SKB_CSUMNOTREADY = 1 << 0  # CHECKSUM_PARTIAL: the L4 checksum is not filled in yet
+NFQA_SKB_GSO = 1 << 1  # a GSO super-packet: several wire packets, segmented after the verdict
+NFQA_SKB_CSUM_NOTVERIFIED = 1 << 2  # the checksum was not verified (the bytes are complete)
+#: Flags that make a payload unfit to rewrite or to send as one wire packet.  Only seen with
+#: NFQA_CFG_F_GSO: without it the kernel segments GSO skbs and fills in partial checksums
+#: (skb_checksum_help) before queueing, and a verdict that rewrites a GSO skb's payload would
+#: set CHECKSUM_NONE on it, so its segments would leave with wrong checksums.
+NFQA_SKB_NOT_WHOLE = NFQA_SKB_CSUMNOTREADY | NFQA_SKB_GSO
+
 MAX_COPY_RANGE = 0xFFFF
 
 _NLMSGHDR = struct.Struct("=IHHII")  # len, type, flags, seq, pid
@@ -151,6 +161,7 @@ class NfQueue:
         except BaseException:
             self.close()
             raise
+        self.gso = False
         self._verdict_prefix = self._verdict_prefix_for(NFQNL_MSG_VERDICT, 0)
         self._batch_prefix = self._verdict_prefix_for(NFQNL_MSG_VERDICT_BATCH, 0)
 
@@ -216,6 +227,18 @@ class NfQueue:
         """Kernel queue length in packets (queued for us + awaiting our verdict)."""
         self._config(_nla(NFQA_CFG_QUEUE_MAXLEN, _BE32.pack(max(1, int(max_len)))))
         self.max_len = max_len
+
+    def set_gso(self, gso: bool) -> None:
+        """Turn NFQA_CFG_F_GSO on or off: with it, GSO super-packets (up to 64 KiB) and packets
+        with partial checksums are queued as they are, one message per unit.
+
+        Call only from the thread that receives (the ACK is read from the same socket);
+        packets read meanwhile go to ``pending``, queued with the previous setting."""
+        self._config(
+            _nla(NFQA_CFG_FLAGS, _BE32.pack(NFQA_CFG_F_GSO if gso else 0))
+            + _nla(NFQA_CFG_MASK, _BE32.pack(NFQA_CFG_F_GSO))
+        )
+        self.gso = gso
 
     def _verdict_prefix_for(self, msg_type: int, extra: int) -> bytes:
         """Header bytes of a verdict message up to the verdict value (12 + extra trailing)."""
@@ -292,13 +315,14 @@ def _iter_msgs(buf: bytearray | memoryview, n: int) -> Iterator[tuple[int, int, 
 def parse_packet(buf: bytearray | memoryview, off: int, mlen: int) -> tuple[int, int, int, int, int]:
     """Parse one NFQNL_MSG_PACKET at ``buf[off:off+mlen]``.
 
-    Returns (packet_id, payload_offset, payload_length, cap_len, indev): the payload is
+    Returns (packet_id, payload_offset, payload_length, cap_len, skb_info): the payload is
     ``buf[payload_offset:payload_offset+payload_length]`` (a possibly truncated copy of the
     IP packet); cap_len is the original packet length in bytes when the copy was truncated,
-    else 0; packet_id is -1 when the message has no packet header.
+    else 0; skb_info the NFQA_SKB_INFO flags (0 when absent); packet_id is -1 when the
+    message has no packet header.
     """
     pid = -1
-    poff = plen = cap = indev = 0
+    poff = plen = cap = info = 0
     a = off + 20
     end = off + mlen
     unpack_attr = _NLATTR.unpack_from
@@ -314,10 +338,10 @@ def parse_packet(buf: bytearray | memoryview, off: int, mlen: int) -> tuple[int,
             plen = alen - 4
         elif atype == NFQA_CAP_LEN:
             cap = _BE32.unpack_from(buf, a + 4)[0]
-        elif atype == NFQA_IFINDEX_INDEV:
-            indev = _BE32.unpack_from(buf, a + 4)[0]
+        elif atype == NFQA_SKB_INFO:
+            info = _BE32.unpack_from(buf, a + 4)[0]
         a += (alen + 3) & ~3
-    return pid, poff, plen, cap, indev
+    return pid, poff, plen, cap, info
 
 
 def read_kernel_stats() -> dict[int, dict[str, int]]:

@@ -16,7 +16,8 @@ from netbed_core.verdicts import NF_ACCEPT
 
 from .counters import EngineCounters
 from .engine import Engine, EngineConfig, HeldQueue
-from .nfqueue import MAX_COPY_RANGE, NFQNL_MSG_PACKET, NLMSG_ERROR, NfQueue, parse_packet
+from .nfqueue import MAX_COPY_RANGE, NFQA_SKB_NOT_WHOLE, NFQNL_MSG_PACKET, NLMSG_ERROR, NfQueue, parse_packet
+from .scheduling import Scheduling, request
 
 
 class QueueRunner(Protocol):
@@ -46,8 +47,20 @@ log = logging.getLogger("netbed.router.userspace")
 KERNEL_QUEUE_MAXLEN = 32768
 #: How often an idle worker wakes up to notice stop/flush requests (s).
 IDLE_WAKE_S = 0.05
-#: Packets read without blocking before verdicts are sent in one datagram.
-DRAIN_BATCH = 64
+#: After a wakeup the socket is drained without blocking until EAGAIN, but at most this
+#: many packets, so that held packets are released on time during a flood.
+DRAIN_MAX = 256
+#: A real-time worker sleeps RT_SLEEP_S at least this often (ns) while busy, so only a thread
+#: stuck in a loop reaches RLIMIT_RTTIME (scheduling.py).
+RT_SLEEP_EVERY_NS = 100_000_000
+RT_SLEEP_S = 0.0001
+#: Wakeup coalescing of a real-time worker: when a wakeup found a single packet and the one
+#: before came less than COALESCE_GAP_NS earlier, the worker sleeps ``coalesce_us`` before
+#: reading again, so a sender on the same CPU is not preempted once per packet (docs/engine.md,
+#: "Coalescing").  Below 1 / COALESCE_GAP_NS packets per second it never waits.  Off by default:
+#: measured, it lowered the UDP packet rate (docs/engine.md).
+COALESCE_GAP_NS = 200_000
+DEFAULT_COALESCE_US = 0
 #: Largest verdict datagram (bytes); netlink refuses messages above the socket sndbuf.
 MAX_SEND_BYTES = 256 * 1024
 
@@ -64,12 +77,23 @@ class QueueWorker:
     """
 
     def __init__(
-        self, queue_num: int, name: str, *, batch_verdicts: bool = True, busy_poll_s: float = 0.0
+        self, queue_num: int, name: str, *, batch_verdicts: bool = True, busy_poll_s: float = 0.0,
+        sched_mode: str = "normal", gso: bool = True, coalesce_us: int = DEFAULT_COALESCE_US,
     ) -> None:
         """busy_poll_s: keep polling (100% of a CPU) for this long after each packet before
-        sleeping in recv; 0 = always sleep."""
+        sleeping in recv; 0 = always sleep.  sched_mode: the worker thread's class
+        (``scheduling.request``: ``realtime`` asks for SCHED_FIFO, as the engine process does;
+        a thread in the agent stays ``normal``).  gso: take GSO units whole (NFQA_CFG_F_GSO)
+        while the engine is ``gso_safe``.
+        coalesce_us: wakeup coalescing of a real-time worker (0 = off; see COALESCE_GAP_NS)."""
         self.name = name
         self.busy_poll_s = busy_poll_s
+        self.sched_mode = sched_mode
+        self.gso_enabled = gso
+        self.coalesce_us = coalesce_us
+        self.scheduling: Scheduling | None = None
+        self.tid: int | None = None
+        self._started = threading.Event()
         self.q = NfQueue(
             queue_num, copy_range=MAX_COPY_RANGE, max_len=KERNEL_QUEUE_MAXLEN, recv_timeout_s=IDLE_WAKE_S
         )
@@ -84,6 +108,7 @@ class QueueWorker:
         self.fatal: str | None = None
         self._thread = threading.Thread(target=self._run, name=f"nfq-{name}", daemon=True)
         self._thread.start()
+        self._started.wait(2.0)  # scheduling and tid are known once the thread runs
 
     @property
     def alive(self) -> bool:
@@ -109,6 +134,11 @@ class QueueWorker:
     # -- the loop -------------------------------------------------------------------------
     def _run(self) -> None:
         try:
+            self.tid = threading.get_native_id()
+            self.scheduling = request(self.sched_mode)
+            if self.sched_mode != "normal":
+                log.info("%s: %s", self.name, self.scheduling.describe())
+            self._started.set()
             self._loop()
         except BaseException as exc:  # never die silently
             if not self._stop:
@@ -129,6 +159,10 @@ class QueueWorker:
         dontwait = socket.MSG_DONTWAIT
         spin_ns = int(self.busy_poll_s * 1e9)
         last_pkt = 0
+        last_sleep = time.monotonic_ns()
+        gso_for: Engine | None = None  # the engine the queue's GSO flag was set for
+        rt = self.scheduling is not None and self.scheduling.policy == "fifo"
+        coalesce_s = self.coalesce_us / 1e6 if rt else 0.0
         while not self._stop:
             eng = self.engine
             try:
@@ -137,6 +171,16 @@ class QueueWorker:
                     eng.flush_all()
                     self._send(eng, accept_ids)
                     self._flushed.set()
+                if eng is not gso_for:
+                    gso_for = eng
+                    want = self.gso_enabled and eng.config.gso_safe
+                    if want != q.gso:
+                        q.set_gso(want)  # packets read meanwhile land in q.pending, next
+                if rt and self.scheduling is not None and self.scheduling.policy == "fifo":
+                    now = time.monotonic_ns()
+                    if now - last_sleep > RT_SLEEP_EVERY_NS:
+                        time.sleep(RT_SLEEP_S)
+                        last_sleep = now
                 if q.pending:
                     for msg in q.pending:
                         mbuf = bytearray(msg)
@@ -169,18 +213,22 @@ class QueueWorker:
                         n = recv_into(buf)
                     except (BlockingIOError, InterruptedError, TimeoutError):
                         continue
-                last_pkt = time.monotonic_ns()
+                previous_pkt, last_pkt = last_pkt, time.monotonic_ns()
                 # Re-read after blocking: an apply() that happened meanwhile must act on
                 # this packet already.
                 eng = self.engine
                 self._handle(eng, buf, mv, n, accept_ids)
-                for _ in range(DRAIN_BATCH):
+                drained = 0
+                for _ in range(DRAIN_MAX):
                     try:
                         n = recv_into(buf, 0, dontwait)
                     except (BlockingIOError, InterruptedError):
                         break
                     self._handle(eng, buf, mv, n, accept_ids)
+                    drained += 1
                 self._send(eng, accept_ids)
+                if coalesce_s and not drained and last_pkt - previous_pkt < COALESCE_GAP_NS:
+                    time.sleep(coalesce_s)  # one packet per wakeup at a high rate: let a batch build
             except OSError as exc:
                 if self._stop or exc.errno == errno.EBADF:
                     break
@@ -209,8 +257,11 @@ class QueueWorker:
             if mlen < 16:
                 break
             if mtype == NFQNL_MSG_PACKET:
-                pid, poff, plen, cap, _ = parse_packet(buf, off, mlen)
+                pid, poff, plen, cap, info = parse_packet(buf, off, mlen)
                 if pid >= 0:
+                    whole = not info & NFQA_SKB_NOT_WHOLE
+                    if not whole:
+                        eng.whole = False  # a GSO unit / partial checksum: never rewritten or copied
                     try:
                         if on_packet(pid, mv[poff : poff + plen], cap or plen, mono()):
                             accept_ids.append(pid)
@@ -219,6 +270,8 @@ class QueueWorker:
                         eng.out.append((pid, 0, None))
                         eng.stats.dropped_error += 1
                         self._count_error(eng, exc)
+                    if not whole:
+                        eng.whole = True  # on_packet's exceptions are caught above
             elif mtype == NLMSG_ERROR:
                 err = -_ERRNO.unpack_from(buf, off + 16)[0]
                 if err:
@@ -227,20 +280,39 @@ class QueueWorker:
             off += (mlen + 3) & ~3
 
     def _send(self, eng: Engine, accept_ids: list[int]) -> None:
-        """Send pending verdicts (one datagram per MAX_SEND_BYTES) and duplicate copies."""
+        """Send pending verdicts (one datagram per MAX_SEND_BYTES) and duplicate copies.
+
+        Plain accepts (no new payload) of ids below every held packet's id go as one
+        NFQNL_MSG_VERDICT_BATCH, after the individual verdicts (drops, new payloads) of the
+        same datagram: the kernel applies the messages in order, so the batch finds only
+        packets meant to be accepted unchanged.  The rest get one verdict each."""
         q = self.q
+        batch = self.batch_verdicts
         msgs: list[bytes] = []
         if eng.out:
             vm = q.verdict_msg
-            msgs.extend(vm(pid, verdict, payload) for pid, verdict, payload in eng.out)
+            for pid, verdict, payload in eng.out:
+                if batch and payload is None and verdict == NF_ACCEPT:
+                    accept_ids.append(pid)  # a released held packet: batchable too
+                else:
+                    msgs.append(vm(pid, verdict, payload))
             eng.out.clear()
         if accept_ids:
-            if self.batch_verdicts and not self.held.heap:
-                # Nothing is held back, so "accept every id up to the last" is exact.
-                msgs.append(q.batch_msg(accept_ids[-1]))
-            else:
+            singles = accept_ids
+            if batch:
+                held_min = self.held.min_id()
+                if held_min is None:
+                    last, singles = max(accept_ids), []
+                else:
+                    below = [pid for pid in accept_ids if pid < held_min]
+                    last = max(below) if below else -1
+                    if below:
+                        singles = [pid for pid in accept_ids if pid > held_min]
+                if last >= 0:
+                    msgs.append(q.batch_msg(last))
+            if singles:
                 prefix = q._verdict_prefix + _ACCEPT_BE
-                msgs.extend(prefix + pid.to_bytes(4, "big") for pid in accept_ids)
+                msgs.extend(prefix + pid.to_bytes(4, "big") for pid in singles)
             accept_ids.clear()
         if msgs:
             data = b"".join(msgs)
@@ -264,6 +336,11 @@ class QueueWorker:
 
     def _inject(self, eng: Engine, payload: bytes | bytearray) -> None:
         """Send a duplicate copy as-is through a raw socket (IP header included)."""
+        if not payload:  # the copy of a GSO unit (Engine.whole): not one wire packet
+            eng.stats.dropped_error += 1
+            eng.stats.passed -= 1
+            eng.stats.last_error = "duplicate of a GSO unit not sent (NFQA_CFG_F_GSO was on)"
+            return
         try:
             if payload[0] >> 4 == 4:
                 if self._raw4 is None:
