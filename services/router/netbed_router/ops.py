@@ -15,6 +15,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
+from collections.abc import Sequence
 from typing import Any
 
 from netbed_agent.args import Args
@@ -22,11 +23,12 @@ from netbed_agent.errors import RequestError
 from netbed_agent.system import read_snmp, run_ip
 from netbed_core import subnets
 from netbed_core.directions import DIRECTIONS, expand
-from netbed_core.netem import NetemError, from_dict, lint, parse
+from netbed_core.netem import Netem, NetemError, from_dict, lint, parse
 from netbed_core.netem.render import describe
 
 from .backend import Backend
 from .match import parse_match
+from .scenario_ops import SCENARIO, scenario_ops
 
 log = logging.getLogger("netbed_agent")
 
@@ -114,10 +116,41 @@ def _directions(args: Args) -> tuple[str, ...]:
         raise RequestError(str(exc)) from None
 
 
+def _refuse_during_scenario(op: str) -> None:
+    running = SCENARIO.summary()
+    if running is not None and running["state"] == "running":
+        raise RequestError(f"{op}: scenario {running['name']!r} is running (step {running['step']}); "
+                           "stop it first (scenario_stop, or reset)", kind="busy")
+
+
 def _backend() -> Backend:
     if STATE.backend is None:
         raise RequestError(f"no impairment backend: {STATE.reason}", kind="command_failed")
     return STATE.backend
+
+
+def apply_directions(directions: Sequence[str], netem: Netem, match_text: str | None,
+                     match: dict[str, Any] | None, origin: str) -> None:
+    """Replace the impairment of each of ``directions`` with ``netem`` for the packets ``match``
+    selects (``match_text`` is how the user wrote it). Every change of an impairment goes
+    through here (``origin`` says who asked: "impair", "scenario step 3"), or through
+    :func:`clear_directions`."""
+    spec = netem.to_dict()
+    backend = _backend()
+    with STATE.lock:
+        for direction in directions:
+            backend.apply(direction, spec, match)
+            STATE.current[direction] = {"spec": spec, "match": match_text, "description": describe(netem)}
+
+
+def clear_directions(directions: Sequence[str], origin: str) -> None:
+    """Pristine forwarding for each of ``directions`` (``origin``: "clear", "reset",
+    "scenario step 2", "scenario stop")."""
+    backend = _backend()
+    with STATE.lock:
+        for direction in directions:
+            backend.clear(direction)
+            STATE.current[direction] = None
 
 
 def op_impair(args: Args) -> dict[str, Any]:
@@ -139,12 +172,8 @@ def op_impair(args: Args) -> dict[str, Any]:
         match = parse_match(match_text)
     except ValueError as exc:
         raise RequestError(str(exc)) from None
-    spec = netem.to_dict()
-    backend = _backend()
-    with STATE.lock:
-        for direction in directions:
-            backend.apply(direction, spec, match)
-            STATE.current[direction] = {"spec": spec, "match": match_text, "description": describe(netem)}
+    _refuse_during_scenario("impair")
+    apply_directions(directions, netem, match_text, match, "impair")
     return {"warnings": lint(netem), "directions": list(directions), "backend": STATE.backend_name}
 
 
@@ -152,25 +181,19 @@ def op_clear(args: Args) -> dict[str, Any]:
     """Return the named direction(s) to pristine forwarding."""
     directions = _directions(args)
     args.finish()
-    backend = _backend()
-    with STATE.lock:
-        for direction in directions:
-            backend.clear(direction)
-            STATE.current[direction] = None
+    _refuse_during_scenario("clear")
+    clear_directions(directions, "clear")
     return {"directions": list(directions)}
 
 
 def op_reset(args: Args) -> dict[str, Any]:
     """Pristine forwarding in both directions (the harness calls it after every test)."""
     args.finish()
+    stopped = SCENARIO.stop_running()  # its steps must not outlive the test that started it
     if STATE.backend is None:
         return {}  # nothing can have been applied
-    backend = STATE.backend
-    with STATE.lock:
-        for direction in DIRECTIONS:
-            backend.clear(direction)
-            STATE.current[direction] = None
-    return {}
+    clear_directions(DIRECTIONS, "reset")
+    return {"scenario_stopped": stopped} if stopped else {}
 
 
 def op_impair_status(args: Args) -> dict[str, Any]:
@@ -189,6 +212,7 @@ def op_impair_status(args: Args) -> dict[str, Any]:
         "measured": sorted(backend.MEASURED),
         "directions": {d: {"impairment": STATE.current[d], "stats": per_direction.get(d, {})} for d in DIRECTIONS},
         "engine": {k: v for k, v in stats.items() if k != "directions"},
+        "scenario": SCENARIO.summary(),
     }
 
 
@@ -220,4 +244,5 @@ OPS = {
     "clear": op_clear,
     "reset": op_reset,
     "impair_status": op_impair_status,
+    **scenario_ops(apply_directions, clear_directions, _backend),
 }
