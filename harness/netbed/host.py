@@ -12,12 +12,14 @@ from netbed_core.direction_stats import DirectionStats, total
 from netbed_core.netem import Netem
 
 from . import impairment
+from . import scenario as scenarios
 from .agent import AgentConnection, error_from_reply
 from .errors import AgentConnectionError, AgentError, CommandFailed, HostNotRunning, ProcessTimeout
 from .impairment import Impairment
 from .job import Job
 from .process import Output, Process, RunResult
 from .remote_socket import RemoteSocket, family_name, type_name
+from .scenario import RunningScenario
 
 
 class Host:
@@ -237,6 +239,29 @@ class Router(Host):
         `status`: an `impair_status()` reply already fetched."""
         status = self.impair_status() if status is None else status
         return {d: DirectionStats.from_dict(entry.get("stats") or {}) for d, entry in status["directions"].items()}
+
+    # -- conditions over time (harness/netbed/scenario.py, docs/scenarios.md) -------------
+    def scenario(self, steps: Sequence[Mapping[str, Any]], repeat: int = 1, name: str = "") -> RunningScenario:
+        """Start a scenario the router runs on its own clock: `steps` (each {"at" or
+        "duration", "netem": line | "partition" | "clear", "direction", "match"}) `repeat`
+        times (0: until stopped). A context manager: leaving it stops the scenario."""
+        return scenarios.start(self, steps, repeat, name)
+
+    def flap(self, up: str = "20s", down: str = "5s", repeat: int = 0, direction: str = "both",
+             match: str | None = None) -> RunningScenario:
+        """A link that goes down (a partition) for `down`, then heals for `up`, `repeat` times
+        (0: until stopped). Established connections survive: nothing is sent to them."""
+        return scenarios.start(self, scenarios.flap_steps(up, down, direction, match), repeat, "flap")
+
+    def ramp(self, what: str, start: str, end: str, over: str, steps: int = 10, direction: str = "both",
+             match: str | None = None, extra: str = "") -> RunningScenario:
+        """Move `what` (delay, loss, rate) from `start` to `end` in `steps` equal steps over `over`."""
+        return scenarios.start(self, scenarios.ramp_steps(what, start, end, over, steps, direction, match, extra),
+                               1, f"ramp {what}")
+
+    def scenario_status(self) -> dict[str, Any]:
+        """The router's current (or last) scenario: state, current step, timeline."""
+        return self.call("scenario_status")
 
     def impair_totals(self) -> DirectionStats:
         """The router's counters summed over both directions (None: not measured by its backend)."""
