@@ -19,7 +19,7 @@ sequence receivers stamp arrivals with (all containers share the host's clocks).
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -147,11 +147,23 @@ def flap_steps(up: str, down: str, direction: str = "both", match: str | None = 
     return [{"netem": "partition", "duration": down, **where}, {"netem": "clear", "duration": up, **where}]
 
 
-#: What ``ramp`` can move, with how its values are read and written.
-_RAMPS = {
-    "delay": (lambda t: parse_time_ms(t), lambda v: format_time_ms(v)),
-    "loss": (lambda t: parse_percent(t), lambda v: format_percent(v)),
-    "rate": (lambda t: float(parse_rate_bits(t)), lambda v: format_rate(round(v))),
+def _rate_bits(text: str) -> float:
+    return float(parse_rate_bits(text))
+
+
+def _format_rate(bits_per_s: float) -> str:
+    return format_rate(round(bits_per_s))
+
+
+def _format_time(ms: float) -> str:
+    return format_time_ms(ms)
+
+
+#: What ``ramp`` can move: how its values are read (to a number) and written (netem text).
+_RAMPS: dict[str, tuple[Callable[[str], float], Callable[[float], str]]] = {
+    "delay": (parse_time_ms, _format_time),
+    "loss": (parse_percent, format_percent),
+    "rate": (_rate_bits, _format_rate),
 }
 
 
@@ -176,4 +188,5 @@ def ramp_steps(what: str, start: str, end: str, over: str, steps: int = 10, dire
             for i in range(steps)]
 
 
-__all__ = ["RunningScenario", "ScenarioFailed", "TimelineEntry", "flap_steps", "ramp_steps", "start"]
+__all__ = ["RunningScenario", "ScenarioFailed", "TimelineEntry", "flap_steps", "parse_scenario", "ramp_steps",
+           "start"]
