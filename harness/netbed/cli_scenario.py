@@ -10,7 +10,6 @@ import time
 
 from netbed_core.scenario import ScenarioError, parse_scenario
 
-from . import scenario as scenarios
 from .scenario_files import ScenarioFileError, load_named, resolve
 from .testbed import Testbed
 
@@ -63,9 +62,13 @@ def cmd_scenario(opts: argparse.Namespace) -> int:
     except (ScenarioFileError, ScenarioError) as exc:
         print(f"netbed: {exc}", file=sys.stderr)
         return 2
+    if any(not step.on_router for step in scenario.steps) and not opts.follow:
+        print("netbed: this scenario has host faults (pause, resume, restart), which this command executes "
+              "(the router cannot: they need Docker); run it with --follow", file=sys.stderr)
+        return 2
     tb = Testbed(opts.instance)
     try:
-        running = scenarios.start(tb.router, scenario, name=named.name or opts.what)
+        running = tb.router.scenario(scenario, name=named.name or opts.what)
         repeat = "until stopped" if scenario.repeat == 0 else f"{scenario.repeat} cycle(s)"
         print(f"scenario {running.name}: started, {len(scenario.steps)} steps, cycle {scenario.cycle_ms / 1000:g} s, "
               f"{repeat}")

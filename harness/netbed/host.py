@@ -10,6 +10,7 @@ from typing import Any
 
 from netbed_core.direction_stats import DirectionStats, total
 from netbed_core.netem import Netem
+from netbed_core.scenario import Scenario
 
 from . import impairment
 from . import scenario as scenarios
@@ -208,13 +209,26 @@ class Host:
 class Router(Host):
     """The router host: forwarding counters (and impairments)."""
 
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.peers: Mapping[str, Host] = {}
+        """The testbed's hosts by name (set by Testbed): what a scenario's host faults act on."""
+        self._scenarios: list[RunningScenario] = []
+
     def counters(self) -> dict[str, Any]:
         """{"ipv4_forwarded": n, "ipv6_forwarded": n, "interfaces": {name: {...}}}."""
         return self.call("router_counters")
 
     def reset(self) -> None:
-        """Return the router to pristine forwarding (no impairment)."""
-        self.call("reset")
+        """Return the router to pristine forwarding (no impairment, no scenario; hosts a
+        scenario paused are resumed)."""
+        try:
+            while self._scenarios:
+                running = self._scenarios.pop()
+                if running.faults is not None:
+                    running.faults.stop()
+        finally:
+            self.call("reset")
 
     def impair(self, netem: str | Netem, direction: str = "both", match: str | None = None) -> Impairment:
         """Impair forwarded traffic (netem's syntax, e.g. "delay 50ms 5ms loss 1%").
@@ -241,23 +255,32 @@ class Router(Host):
         return {d: DirectionStats.from_dict(entry.get("stats") or {}) for d, entry in status["directions"].items()}
 
     # -- conditions over time (harness/netbed/scenario.py, docs/scenarios.md) -------------
-    def scenario(self, steps: Sequence[Mapping[str, Any]], repeat: int = 1, name: str = "") -> RunningScenario:
+    def scenario(self, steps: Sequence[Mapping[str, Any]] | Scenario, repeat: int = 1,
+                 name: str = "") -> RunningScenario:
         """Start a scenario the router runs on its own clock: `steps` (each {"at" or
-        "duration", "netem": line | "partition" | "clear", "direction", "match"}) `repeat`
+        "duration", "netem": line | "partition" | "clear", "direction", "match"}, or a host
+        fault {"pause" | "resume" | "restart": "server"}, which the harness executes) `repeat`
         times (0: until stopped). A context manager: leaving it stops the scenario."""
-        return scenarios.start(self, steps, repeat, name)
+        return self._start_scenario(steps, repeat, name)
+
+    def _start_scenario(self, steps: Sequence[Mapping[str, Any]] | Scenario, repeat: int,
+                        name: str) -> RunningScenario:
+        targets = {n: h.container for n, h in self.peers.items() if h.container is not None}
+        running = scenarios.start(self, steps, repeat, name, targets)
+        self._scenarios = [*(s for s in self._scenarios if s._final is None), running]
+        return running
 
     def flap(self, up: str = "20s", down: str = "5s", repeat: int = 0, direction: str = "both",
              match: str | None = None) -> RunningScenario:
         """A link that goes down (a partition) for `down`, then heals for `up`, `repeat` times
         (0: until stopped). Established connections survive: nothing is sent to them."""
-        return scenarios.start(self, scenarios.flap_steps(up, down, direction, match), repeat, "flap")
+        return self._start_scenario(scenarios.flap_steps(up, down, direction, match), repeat, "flap")
 
     def ramp(self, what: str, start: str, end: str, over: str, steps: int = 10, direction: str = "both",
              match: str | None = None, extra: str = "") -> RunningScenario:
         """Move `what` (delay, loss, rate) from `start` to `end` in `steps` equal steps over `over`."""
-        return scenarios.start(self, scenarios.ramp_steps(what, start, end, over, steps, direction, match, extra),
-                               1, f"ramp {what}")
+        return self._start_scenario(scenarios.ramp_steps(what, start, end, over, steps, direction, match, extra),
+                                    1, f"ramp {what}")
 
     def scenario_status(self) -> dict[str, Any]:
         """The router's current (or last) scenario: state, current step, timeline."""

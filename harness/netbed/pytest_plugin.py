@@ -166,7 +166,7 @@ def _start_marker_scenario(request: pytest.FixtureRequest, router: Router) -> No
     scenario = named.scenario
     if marker.kwargs.get("repeat") is not None:
         scenario = scenarios.parse_scenario(scenario.to_wire()["steps"], marker.kwargs["repeat"])
-    scenarios.start(router, scenario, name=named.name or str(marker.args[0]))
+    router.scenario(scenario, name=named.name or str(marker.args[0]))
 
 
 @pytest.fixture

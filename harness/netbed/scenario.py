@@ -18,6 +18,7 @@ sequence receivers stamp arrivals with (all containers share the host's clocks).
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -32,7 +33,7 @@ from netbed_core.netem.units import (
     parse_rate_bits,
     parse_time_ms,
 )
-from netbed_core.scenario import Scenario, ScenarioError, parse_duration_ms, parse_scenario
+from netbed_core.scenario import Scenario, ScenarioError, Step, parse_duration_ms, parse_scenario
 
 from .errors import NetbedError
 
@@ -74,15 +75,108 @@ class TimelineEntry:
                    None if row.get("late_ms") is None else float(row["late_ms"]), row.get("error"))
 
 
+class FaultTarget(Protocol):
+    """What a host fault acts on: a Docker SDK container (``Host.container``)."""
+
+    def pause(self) -> None: ...
+
+    def unpause(self) -> None: ...
+
+    def restart(self) -> None: ...
+
+
+class HostFaults:
+    """Executes a scenario's host faults (pause, resume, restart) in a harness thread, at the
+    router's schedule: step k of cycle c at ``started_ns + c·cycle + offset`` (CLOCK_REALTIME,
+    the router's t0). They need Docker, which the router does not have, so their accuracy is
+    the harness's: a thread here, and a Docker API call (tens of ms). Every host it paused is
+    unpaused when it stops."""
+
+    def __init__(self, scenario: Scenario, targets: Mapping[str, FaultTarget], started_ns: int) -> None:
+        self.scenario, self.targets, self.started_ns = scenario, targets, started_ns
+        self.records: list[dict[str, Any]] = []
+        self.paused: set[str] = set()
+        self._stop = threading.Event()
+        self._lock = threading.Lock()
+        self._thread = threading.Thread(target=self._run, name="netbed host faults", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        mono_minus_wall = time.monotonic_ns() - time.time_ns()
+        for cycle, step, offset_ms in self.scenario.schedule():
+            if step.on_router:
+                continue
+            due_wall = self.started_ns + round(offset_ms * 1e6)
+            if self._stop.wait(max(0.0, (due_wall + mono_minus_wall - time.monotonic_ns()) / 1e9)):
+                return
+            self._execute(cycle, step, due_wall)
+
+    def _execute(self, cycle: int, step: Step, due_wall: int) -> None:
+        began = time.time_ns()
+        error = None
+        host = str(step.host)
+        try:
+            target = self.targets[host]
+            if step.action == "pause":
+                target.pause()
+                with self._lock:
+                    self.paused.add(host)
+            elif step.action == "resume":
+                target.unpause()
+                with self._lock:
+                    self.paused.discard(host)
+            else:
+                target.restart()
+        except Exception as exc:  # noqa: BLE001 - recorded in the timeline, the scenario goes on
+            error = f"{type(exc).__name__}: {exc}"
+        done = time.time_ns()
+        with self._lock:
+            self.records.append({"step": step.index, "cycle": cycle, "action": step.describe(), "by": "harness",
+                                 "scheduled_wall_ns": due_wall, "began_wall_ns": began,
+                                 "effective_wall_ns": None if error else done,
+                                 "late_ms": None if error else (done - due_wall) / 1e6, "error": error})
+
+    def stop(self) -> None:
+        """End the thread and unpause every host it left paused. Idempotent."""
+        self._stop.set()
+        self._thread.join(timeout=30)
+        with self._lock:
+            paused, self.paused = set(self.paused), set()
+        for host in sorted(paused):
+            self.targets[host].unpause()
+
+    def merged(self, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """The router's timeline with its host-fault rows replaced by what the harness did."""
+        with self._lock:
+            done = {(r["step"], r["cycle"]): r for r in self.records}
+        return [done.get((r["step"], r["cycle"]), r) if r.get("by") == "harness" else r for r in rows]
+
+
+def check_fault_targets(scenario: Scenario, targets: Mapping[str, Any] | None) -> None:
+    """Every host fault names a host the harness can reach, and not the router (pausing it
+    would stop the clock that runs the scenario)."""
+    for step in scenario.steps:
+        if step.on_router:
+            continue
+        if step.host == "router":
+            raise ScenarioError(f"{step.action}: the router runs the scenario and cannot be paused or "
+                                "restarted by it", step.index)
+        if targets is None or step.host not in targets:
+            known = ", ".join(sorted(h for h in (targets or {}) if h != "router")) or "none reachable here"
+            raise ScenarioError(f"{step.action}: unknown host {step.host!r}; hosts: {known}", step.index)
+
+
 class RunningScenario:
     """A scenario the router is running; a context manager that stops it on exit."""
 
-    def __init__(self, router: ScenarioRouter, scenario: Scenario, name: str, started: Mapping[str, Any]) -> None:
+    def __init__(self, router: ScenarioRouter, scenario: Scenario, name: str, started: Mapping[str, Any],
+                 faults: HostFaults | None = None) -> None:
         self.router = router
         self.scenario = scenario
         self.name = name
         self.started_ns = int(started["started_wall_ns"])
         """When the scenario's clock started (step offsets count from here), CLOCK_REALTIME ns."""
+        self.faults = faults
         self._final: dict[str, Any] | None = None
 
     def __enter__(self) -> RunningScenario:
@@ -92,10 +186,16 @@ class RunningScenario:
         self.stop()
 
     def status(self, timeline: bool = True) -> dict[str, Any]:
-        """The router's ``scenario_status`` (docs/agent-protocol.md); the final one once stopped."""
+        """The router's ``scenario_status`` (docs/agent-protocol.md), host faults as the harness
+        executed them; the final one once stopped."""
         if self._final is not None:
             return self._final
-        return self.router.call("scenario_status", timeline=timeline)
+        return self._merge(self.router.call("scenario_status", timeline=timeline))
+
+    def _merge(self, status: dict[str, Any]) -> dict[str, Any]:
+        if self.faults is not None and "timeline" in status:
+            status = {**status, "timeline": self.faults.merged(status["timeline"])}
+        return status
 
     def wait(self, timeout: float | None = None) -> dict[str, Any]:
         """Block until the scenario has ended; its final status. ``timeout`` (seconds) defaults
@@ -123,7 +223,11 @@ class RunningScenario:
         """Stop it (idempotent); the directions it touched return to pristine forwarding.
         Returns the final status, timeline included."""
         if self._final is None:
-            self._final = self.router.call("scenario_stop")
+            try:
+                if self.faults is not None:
+                    self.faults.stop()
+            finally:
+                self._final = self._merge(self.router.call("scenario_stop"))
         return self._final
 
     def timeline(self) -> list[TimelineEntry]:
@@ -132,12 +236,17 @@ class RunningScenario:
 
 
 def start(router: ScenarioRouter, steps: Sequence[Mapping[str, Any]] | Scenario, repeat: int = 1,
-          name: str = "") -> RunningScenario:
+          name: str = "", targets: Mapping[str, FaultTarget] | None = None) -> RunningScenario:
     """Validate ``steps`` and have the router start them now (``netbed_core.scenario`` for the
-    step format). Raises ScenarioError naming the step before anything changes."""
+    step format); ``targets`` (host name -> container) execute host faults. Raises
+    ScenarioError naming the step before anything changes."""
     scenario = steps if isinstance(steps, Scenario) else parse_scenario(list(steps), repeat)
+    check_fault_targets(scenario, targets)
     started = router.call("scenario_start", name=name, **scenario.to_wire())
-    return RunningScenario(router, scenario, name, started)
+    faults = None
+    if targets is not None and any(not s.on_router for s in scenario.steps):
+        faults = HostFaults(scenario, targets, int(started["started_wall_ns"]))
+    return RunningScenario(router, scenario, name, started, faults)
 
 
 def flap_steps(up: str, down: str, direction: str = "both", match: str | None = None) -> list[dict[str, Any]]:
@@ -188,5 +297,5 @@ def ramp_steps(what: str, start: str, end: str, over: str, steps: int = 10, dire
             for i in range(steps)]
 
 
-__all__ = ["RunningScenario", "ScenarioFailed", "TimelineEntry", "flap_steps", "parse_scenario", "ramp_steps",
-           "start"]
+__all__ = ["FaultTarget", "HostFaults", "RunningScenario", "ScenarioFailed", "TimelineEntry", "flap_steps",
+           "parse_scenario", "ramp_steps", "start"]

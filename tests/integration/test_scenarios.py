@@ -265,3 +265,32 @@ def test_impair_is_refused_while_a_scenario_runs(router: Router) -> None:
         with pytest.raises(AgentError) as info:
             router.impair("delay 5ms")
         assert info.value.kind == "busy" and "flap" in str(info.value)
+
+
+def test_pausing_a_host_freezes_its_programs_not_its_network(client: Host, server: Host, router: Router) -> None:
+    """A host fault: the server paused for 500 ms (docker pause, executed by the harness at the
+    router's schedule). The datagrams sent meanwhile are not lost (the kernel still takes them
+    into the socket buffer) but the frozen receiver reads none of them before the resume began;
+    the timeline shows both faults as executed by the harness."""
+    steps = [{"netem": "clear", "duration": "200ms"}, {"pause": "server", "duration": "500ms"},
+             {"resume": "server", "duration": "300ms"}]
+    arrivals, sc = send_during(client, server, LEAD_S + 1.5, lambda: router.scenario(steps))
+    rows = sc.wait()["timeline"]
+    sc.stop()
+    pause, resume = rows[1], rows[2]
+    assert (pause["by"], pause["action"], resume["action"]) == ("harness", "pause server", "resume server")
+    assert pause["error"] is None and resume["error"] is None, rows
+    seqs = sorted(a.seq for a in arrivals)
+    assert seqs == list(range(seqs[0], seqs[0] + len(seqs))), "a datagram was lost while the server was paused"
+    frozen = [a for a in arrivals if pause["effective_wall_ns"] < a.send_ns < resume["began_wall_ns"]]
+    if not frozen:
+        pytest.skip("the sender sent nothing while the server was paused (machine load)")
+    assert all(a.recv_ns >= resume["began_wall_ns"] for a in frozen), "the paused receiver read a datagram"
+
+
+@pytest.mark.netbed_scenario("handover")
+def test_the_marker_runs_a_named_scenario(router: Router) -> None:
+    """@pytest.mark.netbed_scenario("handover") starts the named scenario before the test."""
+    status = router.scenario_status()
+    assert (status["name"], status["state"]) == ("handover", "running")
+    assert status["steps"][1]["netem"] == "partition"

@@ -3,6 +3,7 @@ file, the line and the step, flap and ramp steps, and RunningScenario against a 
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Any
 
@@ -130,3 +131,63 @@ def test_bad_steps_fail_before_the_router_hears_of_them() -> None:
     with pytest.raises(ScenarioError, match="step 1: netem 'delya 1ms'"):
         scenarios.start(router, [{"netem": "delya 1ms"}])
     assert router.calls == []
+
+
+class FakeContainer:
+    def __init__(self, log: list[tuple[str, str, int]], name: str, fail: bool = False) -> None:
+        self.log, self.name, self.fail = log, name, fail
+
+    def _do(self, what: str) -> None:
+        self.log.append((what, self.name, time.time_ns()))
+        if self.fail:
+            raise RuntimeError("docker said no")
+
+    def pause(self) -> None:
+        self._do("pause")
+
+    def unpause(self) -> None:
+        self._do("unpause")
+
+    def restart(self) -> None:
+        self._do("restart")
+
+
+def test_host_faults_run_at_the_routers_schedule_and_stop_unpauses() -> None:
+    log: list[tuple[str, str, int]] = []
+    targets = {"server": FakeContainer(log, "server"), "client": FakeContainer(log, "client")}
+    s = parse_scenario([{"pause": "server", "duration": "50ms"}, {"resume": "server", "duration": "50ms"},
+                        {"restart": "client", "duration": "50ms"}, {"pause": "server", "duration": "1s"}])
+    t0 = time.time_ns()
+    faults = scenarios.HostFaults(s, targets, t0)
+    deadline = time.monotonic() + 10
+    while len(log) < 4 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    faults.stop()
+    assert [(w, n) for w, n, _ in log] == [("pause", "server"), ("unpause", "server"), ("restart", "client"),
+                                           ("pause", "server"), ("unpause", "server")]  # the last: stop's
+    for (_, _, at), due_ms in zip(log, (0, 50, 100, 150), strict=False):
+        assert at >= t0 + due_ms * 1_000_000  # never early
+    rows = faults.merged([{"step": 2, "cycle": 0, "by": "harness", "action": "resume server"}])
+    assert rows[0]["effective_wall_ns"] is not None and rows[0]["late_ms"] >= 0
+
+
+def test_a_failed_host_fault_is_recorded_and_the_scenario_goes_on() -> None:
+    log: list[tuple[str, str, int]] = []
+    faults = scenarios.HostFaults(parse_scenario([{"restart": "server"}]), {"server": FakeContainer(log, "s", True)},
+                                  time.time_ns())
+    faults._thread.join(5)
+    faults.stop()
+    assert faults.records[0]["error"] == "RuntimeError: docker said no"
+
+
+@pytest.mark.parametrize(("steps", "message"), [
+    ([{"pause": "router"}], "the router runs the scenario"),
+    ([{"pause": "db"}], "unknown host 'db'; hosts: client, server"),
+])
+def test_host_faults_need_a_reachable_host(steps: list[dict[str, Any]], message: str) -> None:
+    router = FakeRouter()
+    log: list[tuple[str, str, int]] = []
+    with pytest.raises(ScenarioError, match=message):
+        scenarios.start(router, steps, targets={"client": FakeContainer(log, "c"), "server": FakeContainer(log, "s"),
+                                                "router": FakeContainer(log, "r")})
+    assert router.calls == [] and log == []
