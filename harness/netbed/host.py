@@ -282,6 +282,13 @@ class Router(Host):
         return self._start_scenario(scenarios.ramp_steps(what, start, end, over, steps, direction, match, extra),
                                     1, f"ramp {what}")
 
+    def upload_trace(self, name: str, source: str) -> dict[str, Any]:
+        """Send a link trace (Mahimahi's format: a file, or a bundled one such as
+        "cellular-30s") to the router as `name`, for `impair("trace NAME")` (userspace backend)."""
+        from . import traces  # only when used: most tests never replay a trace
+
+        return traces.upload(self, name, source)
+
     def scenario_status(self) -> dict[str, Any]:
         """The router's current (or last) scenario: state, current step, timeline."""
         return self.call("scenario_status")

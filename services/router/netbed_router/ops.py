@@ -29,6 +29,7 @@ from netbed_core.netem.render import describe
 from .backend import Backend
 from .match import parse_match
 from .scenario_ops import SCENARIO, scenario_ops
+from .trace_ops import TRACE_OPS, refuse_trace_on
 
 log = logging.getLogger("netbed_agent")
 
@@ -173,6 +174,7 @@ def op_impair(args: Args) -> dict[str, Any]:
     except ValueError as exc:
         raise RequestError(str(exc)) from None
     _refuse_during_scenario("impair")
+    refuse_trace_on(STATE.backend_name, netem, "impair")
     apply_directions(directions, netem, match_text, match, "impair")
     return {"warnings": lint(netem), "directions": list(directions), "backend": STATE.backend_name}
 
@@ -245,4 +247,5 @@ OPS = {
     "reset": op_reset,
     "impair_status": op_impair_status,
     **scenario_ops(apply_directions, clear_directions, _backend),
+    **TRACE_OPS,
 }

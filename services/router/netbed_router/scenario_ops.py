@@ -20,6 +20,7 @@ from netbed_core.scenario import ScenarioError, parse_scenario
 
 from .match import parse_match
 from .scenario import ApplyDirections, ClearDirections, RouterSteps, ScenarioRunner
+from .trace_ops import refuse_trace_on
 
 
 class ScenarioSlot:
@@ -68,12 +69,14 @@ def scenario_ops(apply: ApplyDirections, clear: ClearDirections,
         except ScenarioError as exc:
             raise RequestError(f"scenario_start: {exc}", kind="bad_netem" if exc.bad_netem else "bad_request") \
                 from None
+        name_of_backend = str(getattr(backend(), "name", ""))  # no backend: say why before starting anything
         for step in scenario.steps:
             try:
                 parse_match(step.match)
             except ValueError as exc:
                 raise RequestError(f"scenario_start: step {step.index}: {exc}") from None
-        backend()  # no backend: say why before starting anything
+            if step.netem is not None:
+                refuse_trace_on(name_of_backend, step.netem, f"scenario_start: step {step.index}")
         with SCENARIO.lock:
             if SCENARIO.runner is not None and SCENARIO.runner.running:
                 raise RequestError(f"scenario_start: scenario {SCENARIO.runner.name!r} is running; stop it first "
