@@ -30,7 +30,8 @@ WINDOW_MS = 100
 
 def test_throughput_follows_the_trace(client: Host, server: Host, router: Router) -> None:
     """Per 100 ms window, the delivered bytes are within 5% of what the trace allows, over the
-    whole 4 s trace (its first window left out: the queue is still filling); the total within 1%."""
+    whole 4 s trace (its first window left out: the queue is still filling); the total within 1%.
+    Skipped, saying why, when the sender could not offer its rate (then the link is not busy)."""
     if router.impair_status()["backend"] != "userspace":
         pytest.skip("trace-driven links run on the userspace engine only")
     trace = load(TRACE, "steps")
@@ -45,6 +46,9 @@ def test_throughput_follows_the_trace(client: Host, server: Host, router: Router
     arrivals = arrivals_from(job.wait(timeout=seconds + 30)["arrivals"])
     router.clear()
     assert sent["errors"] == {}, sent
+    if sent["duration_s"] > 1.05 * seconds:
+        pytest.skip(f"the sender took {sent['duration_s']:.2f} s to offer {seconds:g} s of traffic: the link was "
+                    "not kept busy, which the comparison needs (machine load)")
     windows = range(1, trace.period_ms // WINDOW_MS)
 
     def errors_at(offset_ms: int) -> list[float]:
