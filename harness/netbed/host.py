@@ -267,7 +267,7 @@ class Router(Host):
                         name: str) -> RunningScenario:
         targets = {n: h.container for n, h in self.peers.items() if h.container is not None}
         running = scenarios.start(self, steps, repeat, name, targets)
-        self._scenarios = [*(s for s in self._scenarios if s._final is None), running]
+        self._scenarios = [*(s for s in self._scenarios if not s.stopped), running]
         return running
 
     def flap(self, up: str = "20s", down: str = "5s", repeat: int = 0, direction: str = "both",

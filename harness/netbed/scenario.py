@@ -182,6 +182,11 @@ class RunningScenario:
     def __enter__(self) -> RunningScenario:
         return self
 
+    @property
+    def stopped(self) -> bool:
+        """True once ``stop()`` has run (the final status is kept)."""
+        return self._final is not None
+
     def __exit__(self, *exc: object) -> None:
         self.stop()
 
