@@ -3,8 +3,8 @@
 Times: every host stamps with the same kernel's CLOCK_REALTIME, and the router's timeline
 gives each step's due time and the interval in which it took effect ([began, effective]: the
 switch happened in there). Tolerances come from the same run's own noise, never from a
-constant: the sender's pacing error (how late it sent each datagram after its schedule) and
-the path's one-way delay, both as the 99th percentile of what the delivered datagrams show.
+constant: the longest gap between two consecutive sends and the longest one-way delay of the
+delivered datagrams (bounds that hold for every datagram of the run).
 """
 
 from __future__ import annotations
@@ -28,10 +28,6 @@ RATE_PPS = 2000
 INTERVAL_NS = 1_000_000_000 // RATE_PPS
 
 
-def p99(values: Sequence[float]) -> float:
-    return sorted(values)[min(len(values) - 1, int(0.99 * len(values)))]
-
-
 #: How long the traffic runs before the scenario starts, s: its first step then meets traffic.
 LEAD_S = 0.15
 
@@ -52,12 +48,11 @@ def send_during(client: Host, server: Host, seconds: float, start: Any) -> tuple
     return sorted(arrivals_from(got["arrivals"]), key=lambda a: a.seq), sc
 
 
-def noise_ns(arrivals: Sequence[Arrival]) -> tuple[float, float]:
-    """(sender pacing p99, one-way delay p99), ns, from the delivered datagrams: pacing is the
-    time between the sends of consecutive sequence numbers that both arrived (nominally one
-    interval; a stalled sender makes it longer, and an edge can be located no better)."""
+def worst_ns(arrivals: Sequence[Arrival]) -> tuple[float, float]:
+    """(longest gap between consecutive sends, longest one-way delay), ns: bounds that hold for
+    every delivered datagram of the run, where a p99 would not."""
     gaps = [b.send_ns - a.send_ns for a, b in zip(arrivals, arrivals[1:], strict=False) if b.seq == a.seq + 1]
-    return p99(gaps), p99([a.recv_ns - a.send_ns for a in arrivals])
+    return float(max(gaps)), float(max(a.recv_ns - a.send_ns for a in arrivals))
 
 
 def outages(arrivals: Sequence[Arrival]) -> list[tuple[Arrival, Arrival]]:
@@ -68,8 +63,8 @@ def outages(arrivals: Sequence[Arrival]) -> list[tuple[Arrival, Arrival]]:
 def test_flap_edges_follow_the_timeline(client: Host, server: Host, router: Router) -> None:
     """5 cycles of 100 ms down / 200 ms up (to-server) under sequence traffic. Every outage
     the receiver sees lies inside a partition of the timeline (no other loss), and every
-    partition long enough to be seen in this run's noise (down for more than one interval plus
-    the sender's pacing p99 plus the path's p99) shows as an outage whose edges are where the
+    partition long enough to be seen in this run's noise (down for longer than one interval
+    plus the longest gap between sends plus the longest one-way delay) shows as an outage whose edges are where the
     timeline says: the last datagram through was sent before the partition took effect and the
     first one after arrived after the heal began (exact: time only runs forward); on the other
     side within that same measured noise. Skipped, saying why, when load leaves fewer than 3
@@ -78,7 +73,7 @@ def test_flap_edges_follow_the_timeline(client: Host, server: Host, router: Rout
                                lambda: router.flap(up="200ms", down="100ms", repeat=5, direction="to-server"))
     rows = sc.wait()["timeline"]
     assert all(r["error"] is None for r in rows) and len(rows) == 10
-    pacing, path = noise_ns(arrivals)
+    pacing, path = worst_ns(arrivals)
     tol = INTERVAL_NS + pacing + path
 
     def began(row: dict[str, Any]) -> int:
@@ -96,8 +91,8 @@ def test_flap_edges_follow_the_timeline(client: Host, server: Host, router: Rout
                   if began(up) - down["effective_wall_ns"] > tol
                   and arrivals[0].send_ns < began(down) and up["effective_wall_ns"] < arrivals[-1].send_ns]
     if len(observable) < 3:
-        pytest.skip(f"only {len(observable)} partitions observable: sender pacing p99 {pacing / 1e6:.1f} ms, "
-                    f"path p99 {path / 1e6:.1f} ms (machine load)")
+        pytest.skip(f"only {len(observable)} partitions observable: longest send gap {pacing / 1e6:.1f} ms, "
+                    f"longest one-way delay {path / 1e6:.1f} ms (machine load)")
     for down, up in observable:
         seen = [(last, first) for last, first in gaps
                 if last.send_ns <= down["effective_wall_ns"] and first.recv_ns >= began(up)
@@ -107,13 +102,15 @@ def test_flap_edges_follow_the_timeline(client: Host, server: Host, router: Rout
 
 def delay_edges(arrivals: Sequence[Arrival], rows: Sequence[dict[str, Any]], threshold_ms: float
                 ) -> list[tuple[dict[str, Any], Arrival, Arrival]]:
-    """Per step after the first: (row, last datagram handled by the previous setting, first one
-    handled by the new), the datagrams in send order, a datagram's setting told by its one-way
+    """Per delay step after the first: (row, last datagram handled by the previous setting, first
+    one handled by the new), the datagrams in send order, a datagram's setting told by its one-way
     delay (above `threshold_ms`: delayed). None of the pair is lost, so both send times are known."""
     by_send = sorted(arrivals, key=lambda a: a.send_ns)
     edges = []
     for row in rows[1:]:
         delayed_after = row["action"].endswith("ms")  # "to-server: delay 50ms" vs "to-server: clear"
+        if not delayed_after:
+            continue  # a clear releases what the delay still holds at once: delays cannot tell that edge
         window = [a for a in by_send if abs(a.send_ns - row["scheduled_wall_ns"]) < 60_000_000]
         first_new = next((i for i in range(len(window)) if all(
             (a.one_way_ms > threshold_ms) == delayed_after for a in window[i:])), None)
@@ -126,11 +123,14 @@ def test_step_timing_of_delay_steps(client: Host, server: Host, router: Router) 
     """Steps alternating clear and delay 50ms every 100 ms (to-server, 5 cycles), with
     sequence traffic every 0.5 ms: every datagram arrives, and its one-way delay says which
     setting handled it (above 40 ms: delayed; load can add delay to an undelayed datagram but
-    never remove any), so each edge is bracketed by two delivered datagrams' send times.
+    never remove any), so each clear -> delay edge is bracketed by two delivered datagrams' send
+    times. (The delay -> clear edges are not: a clear releases at once what the delay still
+    holds, so those datagrams arrive early without telling when the step took effect.)
 
-    Skipped, saying why, when fewer than 5 of the 9 edges are bracketed to 1 ms (the sender
+    Skipped, saying why, when fewer than 3 of the 5 edges are bracketed to 1 ms (the sender
     could not keep its pace). Every edge whose bracket is at most 1 ms wide lies within
-    the router's [began, effective] interval widened by that bracket and the path's p99; and
+    the router's [began, effective] interval widened by that bracket and the run's longest
+    one-way delay; and
     the median distance of those edges from their scheduled times is within the issue's 2 ms
     plus the median of how late the router's scenario thread woke up in this run (began -
     scheduled: 0 on an idle machine; under load the kernel runs the thread late, which is the
@@ -140,12 +140,12 @@ def test_step_timing_of_delay_steps(client: Host, server: Host, router: Router) 
     arrivals, sc = send_during(client, server, LEAD_S + 2.0, lambda: router.scenario(steps, repeat=5))
     rows = sc.wait()["timeline"]
     assert all(r["error"] is None for r in rows) and len(rows) == 10
-    _, path = noise_ns(arrivals)
+    _, path = worst_ns(arrivals)
     edges = [(row, before, after) for row, before, after in delay_edges(arrivals, rows, 40.0)
              if after.send_ns - before.send_ns <= 1_000_000]
-    if len(edges) < 5:
-        pytest.skip(f"only {len(edges)} of 9 edges bracketed to 1 ms: the sender could not keep its pace "
-                    f"(path p99 {path / 1e6:.1f} ms; machine load)")
+    if len(edges) < 3:
+        pytest.skip(f"only {len(edges)} of 5 edges bracketed to 1 ms: the sender could not keep its pace "
+                    f"(longest one-way delay {path / 1e6:.1f} ms; machine load)")
     errors_ms = []
     for row, before, after in edges:
         offset = row["scheduled_wall_ns"] - row["scheduled_ns"]
