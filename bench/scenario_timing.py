@@ -6,8 +6,8 @@ Runs a scenario alternating ``clear`` and ``delay 10ms`` (to-server) every ``--i
 under UDP sequence traffic, and reports from the router's timeline, per step:
 - woke: how late the router's scenario thread started applying (began - scheduled);
 - effective: how late the step had taken effect (effective - scheduled), the step-timing error;
-and from the receiver, for the edges two consecutive datagrams bracket to 1 ms: the distance
-of the edge from its scheduled time. The backend is whatever the router runs (``netbed
+and from the receiver, for the clear -> delay edges two consecutive datagrams bracket to 1 ms:
+the distance of the edge from its scheduled time. The backend is whatever the router runs (``netbed
 status``); this machine has no sch_netem, so here it is the userspace engine. Prints the
 machine's load average, since several sessions may share the cores. Needs `make up`.
 """
@@ -36,6 +36,8 @@ def edges_ms(arrivals: list, rows: list[dict]) -> list[float]:  # type: ignore[t
     out = []
     for row in rows[1:]:
         delayed_after = row["action"].endswith("ms")
+        if not delayed_after:
+            continue  # a clear releases held packets at once: their delays cannot date that edge
         window = [a for a in by_send if abs(a.send_ns - row["scheduled_wall_ns"]) < 20_000_000]
         flips = [i for i in range(1, len(window))
                  if (window[i].one_way_ms > 5.0) == delayed_after and (window[i - 1].one_way_ms > 5.0) != delayed_after]
