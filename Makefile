@@ -20,7 +20,7 @@ export $(USER_VARS)
 
 .DEFAULT_GOAL := help
 
-.PHONY: help venv up down test test-unit test-kernel-netem browser readme-report status logs ps impair clear profiles \
+.PHONY: help venv up down test test-unit test-kernel-netem browser readme-report status logs ps impair clear scenario profiles \
         shell-client shell-router shell-server clean lint bench
 
 help: ## list the targets
@@ -71,6 +71,10 @@ impair: $(STAMP) ## impair the router: make impair ARGS='delay 40ms loss 10%' [D
 
 clear: $(STAMP) ## remove every impairment: pristine forwarding [DIR=to-server]
 	@$(NETBED) --instance "$$INSTANCE" clear --direction "$${DIR:-both}"
+
+scenario: $(STAMP) ## run conditions over time on the router: make scenario FILE=my.yaml | FILE=flaky-wifi [FOLLOW=1]
+	@test -n "$$FILE" || { echo "usage: make scenario FILE=path.yaml|NAME [FOLLOW=1]   (names: netbed scenario --list)"; exit 2; }
+	@$(NETBED) --instance "$$INSTANCE" scenario $${FOLLOW:+--follow} "$$FILE"
 
 profiles: $(STAMP) ## list the named impairment profiles
 	@$(NETBED) profiles

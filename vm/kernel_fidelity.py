@@ -310,6 +310,61 @@ def test_partition(ctx: Ctx) -> None:
 
 
 @check
+def test_scenario_steps_on_tc(ctx: Ctx) -> None:
+    """A scenario on tc netem, the kernel backend's path (``tc qdisc replace``/``del`` at the
+    scheduled times, from the router's scenario thread): clear and delay 100ms alternating every
+    second to-server, 2 cycles, under a UDP datagram every 1 ms. A datagram's delay says which
+    setting handled it (above 60 ms: delayed); each edge is where the split of the datagrams
+    around the step's time misclassifies fewest, and it must lie within the step's
+    [began, effective] widened by the two bracketing datagrams' gap and 2 ms of path. The
+    step-timing error is printed: the kernel backend's measured figure, in this
+    software-emulated VM (where tc and its read-back take tens of ms to seconds)."""
+    from netbed_core.scenario import parse_scenario
+    from netbed_router.match import parse_match
+    from netbed_router.scenario import RouterSteps, ScenarioRunner
+
+    def apply(directions: Any, netem: Any, match_text: Any, match: Any, origin: str) -> None:
+        with inside(R):
+            for d in directions:
+                ctx.backend.apply(d, netem.to_dict(), match)
+
+    def clear(directions: Any, origin: str) -> None:
+        with inside(R):
+            for d in directions:
+                ctx.backend.clear(d)
+
+    steps = [{"netem": "clear", "duration": "1s", "direction": "to-server"},
+             {"netem": "delay 100ms", "duration": "1s", "direction": "to-server"}]
+    runner = ScenarioRunner(parse_scenario(steps, 2), RouterSteps(apply, clear, lambda: ctx.backend, parse_match))
+    with UdpFlow(C, S, S4, 40000) as flow:
+        runner.start()
+        flow.send(4300, 0.001)
+        flow.settle(0.5)
+    assert runner.wait(30), "the scenario did not end"
+    status = runner.status()
+    ctx.clear("to-server")
+    rows = status["timeline"]
+    assert status["state"] == "finished" and len(rows) == 4, status
+    by_send = sorted(flow.received, key=lambda r: r.sent_ns)
+    late = sorted(r["late_ms"] for r in rows)
+    seen = []
+    for row in rows[1:]:
+        new_is_delayed = row["action"].endswith("ms")
+        window = [r for r in by_send if row["scheduled_wall_ns"] - 200_000_000 <= r.sent_ns
+                  <= row["effective_wall_ns"] + 200_000_000]
+        is_new = [(r.one_way_ms > 60) == new_is_delayed for r in window]
+        k = min(range(1, len(window)), key=lambda i: is_new[:i].count(True) + is_new[i:].count(False))
+        before, after = window[k - 1], window[k]
+        bracket = after.sent_ns - before.sent_ns
+        began = row["began_ns"] + row["scheduled_wall_ns"] - row["scheduled_ns"]
+        assert before.sent_ns <= row["effective_wall_ns"] + 2_000_000, (row, before)
+        assert after.sent_ns >= began - bracket - 2_000_000, (row, after)
+        seen.append(((before.sent_ns + after.sent_ns) / 2 - row["scheduled_wall_ns"]) / 1e6)
+    ctx.note(f"scenario on tc: effective - scheduled p50 {statistics.median(late):.2f} ms, max {late[-1]:.2f} ms; "
+             f"receiver's edge - scheduled {', '.join(f'{e:.2f}' for e in seen)} ms")
+
+
+@check
 def test_clear_returns_to_pristine(ctx: Ctx) -> None:
     ctx.apply("to-server", "delay 40ms loss 50%")
     ctx.apply("to-client", "delay 40ms loss 50%", {"proto": "udp", "port": None})

@@ -1,4 +1,4 @@
-"""The `netbed` command: up, down, status, impair, clear, events, run, shell, clean.
+"""The `netbed` command: up, down, status, impair, clear, scenario, events, run, shell, clean.
 
 Errors print one line saying what to do, never a traceback; the exit code
 is 1 for a netbed error, 2 for a usage error, 130 on Ctrl-C.
@@ -23,7 +23,7 @@ from netbed_core.directions import BOTH, DIRECTIONS
 from netbed_core.netem import NetemError
 from netbed_core.netem.render import describe
 
-from . import attach_spec, compose, docker_api, images, reaper, timeline
+from . import attach_spec, cli_scenario, compose, docker_api, images, reaper, timeline
 from .errors import NetbedError, ProcessTimeout
 from .profiles import load_profiles, resolve
 from .testbed import Testbed
@@ -55,6 +55,7 @@ def _print_status(report: dict[str, Any]) -> None:
     imp = report.get("impairment")
     if imp:
         print(f"  impairment backend: {imp['backend']} ({imp['reason']})")
+        _print_scenario(imp)
         availability = imp.get("counters") or {}
         if availability:
             print(f"  counters measured: {' '.join(availability['measured']) or 'none'}")
@@ -76,6 +77,17 @@ def _print_status(report: dict[str, Any]) -> None:
             if engine and engine.get("restarts"):
                 print(f"            engine process restarted {engine['restarts']}x (last: {engine.get('last_exit')}); "
                       f"impairment re-applied: {'yes' if engine.get('reapplied') else 'no'}")
+
+
+def _print_scenario(imp: dict[str, Any]) -> None:
+    sc = imp.get("scenario")
+    if not sc:
+        return
+    step = f"step {sc['step']} (cycle {sc['cycle']}): {sc['action']}" if sc.get("step") else ""
+    if sc["state"] != "running":
+        step = ""
+    error = f": {sc['error']}" if sc.get("error") else ""
+    print(f"  scenario  {sc['name'] or '(unnamed)'} {sc['state']}" + (f", {step}" if step else "") + error)
 
 
 def cmd_up(opts: argparse.Namespace) -> int:
@@ -240,7 +252,7 @@ def cmd_shell(opts: argparse.Namespace) -> int:
 
 
 #: Commands that talk to the engine: each first removes what ended sessions left (reaper.py).
-_REAPING_COMMANDS = {"up", "down", "status", "impair", "clear", "events", "run", "clean"}
+_REAPING_COMMANDS = {"up", "down", "status", "impair", "clear", "scenario", "events", "run", "clean"}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -276,6 +288,7 @@ def build_parser() -> argparse.ArgumentParser:
     events.add_argument("--since", type=int, metavar="SEQ", help="only events after this sequence number")
     events.add_argument("--json", action="store_true", help="machine-readable output")
     events.set_defaults(func=cmd_events)
+    cli_scenario.add_parser(sub)
     profiles = sub.add_parser("profiles", help="list the named impairment profiles")
     profiles.set_defaults(func=cmd_profiles)
     run = sub.add_parser("run", help="run a command on a host; its exit code is ours",

@@ -10,9 +10,11 @@ from typing import Any
 
 from netbed_core.direction_stats import DirectionStats, total
 from netbed_core.netem import Netem
+from netbed_core.scenario import Scenario
 
 from . import attach as attaching
 from . import impairment, owner
+from . import scenario as scenarios
 from .agent import AgentConnection, error_from_reply
 from .attach import Attachment
 from .errors import AgentConnectionError, AgentError, CommandFailed, HostNotRunning, ProcessTimeout
@@ -20,6 +22,7 @@ from .impairment import Impairment
 from .job import Job
 from .process import Output, Process, RunResult
 from .remote_socket import RemoteSocket, family_name, type_name
+from .scenario import RunningScenario
 
 
 class Host:
@@ -242,13 +245,26 @@ class Host:
 class Router(Host):
     """The router host: forwarding counters (and impairments)."""
 
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.peers: Mapping[str, Host] = {}
+        """The testbed's hosts by name (set by Testbed): what a scenario's host faults act on."""
+        self._scenarios: list[RunningScenario] = []
+
     def counters(self) -> dict[str, Any]:
         """{"ipv4_forwarded": n, "ipv6_forwarded": n, "interfaces": {name: {...}}}."""
         return self.call("router_counters")
 
     def reset(self) -> None:
-        """Return the router to pristine forwarding (no impairment)."""
-        self.call("reset")
+        """Return the router to pristine forwarding (no impairment, no scenario; hosts a
+        scenario paused are resumed)."""
+        try:
+            while self._scenarios:
+                running = self._scenarios.pop()
+                if running.faults is not None:
+                    running.faults.stop()
+        finally:
+            self.call("reset")
 
     def impair(self, netem: str | Netem, direction: str = "both", match: str | None = None) -> Impairment:
         """Impair forwarded traffic (netem's syntax, e.g. "delay 50ms 5ms loss 1%").
@@ -279,6 +295,45 @@ class Router(Host):
         `status`: an `impair_status()` reply already fetched."""
         status = self.impair_status() if status is None else status
         return {d: DirectionStats.from_dict(entry.get("stats") or {}) for d, entry in status["directions"].items()}
+
+    # -- conditions over time (harness/netbed/scenario.py, docs/scenarios.md) -------------
+    def scenario(self, steps: Sequence[Mapping[str, Any]] | Scenario, repeat: int = 1,
+                 name: str = "") -> RunningScenario:
+        """Start a scenario the router runs on its own clock: `steps` (each {"at" or
+        "duration", "netem": line | "partition" | "clear", "direction", "match"}, or a host
+        fault {"pause" | "resume" | "restart": "server"}, which the harness executes) `repeat`
+        times (0: until stopped). A context manager: leaving it stops the scenario."""
+        return self._start_scenario(steps, repeat, name)
+
+    def _start_scenario(self, steps: Sequence[Mapping[str, Any]] | Scenario, repeat: int,
+                        name: str) -> RunningScenario:
+        targets = {n: h.container for n, h in self.peers.items() if h.container is not None}
+        running = scenarios.start(self, steps, repeat, name, targets)
+        self._scenarios = [*(s for s in self._scenarios if not s.stopped), running]
+        return running
+
+    def flap(self, up: str = "20s", down: str = "5s", repeat: int = 0, direction: str = "both",
+             match: str | None = None) -> RunningScenario:
+        """A link that goes down (a partition) for `down`, then heals for `up`, `repeat` times
+        (0: until stopped). Established connections survive: nothing is sent to them."""
+        return self._start_scenario(scenarios.flap_steps(up, down, direction, match), repeat, "flap")
+
+    def ramp(self, what: str, start: str, end: str, over: str, steps: int = 10, direction: str = "both",
+             match: str | None = None, extra: str = "") -> RunningScenario:
+        """Move `what` (delay, loss, rate) from `start` to `end` in `steps` equal steps over `over`."""
+        return self._start_scenario(scenarios.ramp_steps(what, start, end, over, steps, direction, match, extra),
+                                    1, f"ramp {what}")
+
+    def upload_trace(self, name: str, source: str) -> dict[str, Any]:
+        """Send a link trace (Mahimahi's format: a file, or a bundled one such as
+        "cellular-30s") to the router as `name`, for `impair("trace NAME")` (userspace backend)."""
+        from . import traces  # only when used: most tests never replay a trace
+
+        return traces.upload(self, name, source)
+
+    def scenario_status(self) -> dict[str, Any]:
+        """The router's current (or last) scenario: state, current step, timeline."""
+        return self.call("scenario_status")
 
     def impair_totals(self) -> DirectionStats:
         """The router's counters summed over both directions (None: not measured by its backend)."""

@@ -32,7 +32,8 @@ import pytest
 
 from netbed_core.netem import Netem
 
-from . import attach, owner, pytest_compose_fixtures, reaper, report, run_report, test_record, timeline
+from . import attach, owner, pytest_compose_fixtures, reaper, report, run_report, scenario_files, test_record, timeline
+from . import scenario as scenarios
 from .host import Host, Router
 from .profiles import resolve
 from .testbed import Testbed
@@ -132,6 +133,11 @@ def pytest_configure(config: pytest.Config) -> None:
     )
     report.pytest_configure(config)  # the conformance collector: its table is part of the run report
     run_report.configure(config)
+    config.addinivalue_line(
+        "markers",
+        "netbed_scenario(name_or_file, *, repeat=None): run a named scenario (profiles/scenarios.yaml) or "
+        "a scenario file on the router for this test; the per-test reset stops it",
+    )
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
@@ -152,6 +158,21 @@ def _marker_netem(request: pytest.FixtureRequest) -> tuple[Netem, str, str | Non
     return netem, marker.kwargs.get("direction", "both"), marker.kwargs.get("match")
 
 
+def _start_marker_scenario(request: pytest.FixtureRequest, router: Router) -> None:
+    """`@pytest.mark.netbed_scenario("flaky-wifi")` (or a FILE.yaml, optionally `repeat=N`):
+    started before the test; the per-test reset stops it."""
+    marker = request.node.get_closest_marker("netbed_scenario")
+    if marker is None:
+        return
+    if len(marker.args) != 1 or set(marker.kwargs) - {"repeat"}:
+        raise pytest.UsageError("netbed_scenario takes one scenario name or file, and optionally repeat=N")
+    named = scenario_files.resolve(str(marker.args[0]))
+    scenario = named.scenario
+    if marker.kwargs.get("repeat") is not None:
+        scenario = scenarios.parse_scenario(scenario.to_wire()["steps"], marker.kwargs["repeat"])
+    router.scenario(scenario, name=named.name or str(marker.args[0]))
+
+
 @pytest.fixture
 def testbed(netbed_session: Testbed, request: pytest.FixtureRequest) -> Iterator[Testbed]:
     """The running testbed; after the test, sockets are closed and the router reset.
@@ -164,6 +185,7 @@ def testbed(netbed_session: Testbed, request: pytest.FixtureRequest) -> Iterator
         if wanted is not None:
             text, direction, match = wanted
             netbed_session.router.impair(text, direction=direction, match=match)
+        _start_marker_scenario(request, netbed_session.router)
         yield netbed_session
     finally:
         reset_testbed(netbed_session)

@@ -374,6 +374,8 @@ class Testbed:
                         host = self._hosts.get(name) or self._connect(name, container)
                         host.ping()
                         self._hosts[name] = host
+                        if isinstance(host, Router):
+                            host.peers = self._hosts  # a scenario's host faults act on these
             except TRANSIENT_ERRORS as exc:
                 container.reload()
                 logs = container.logs(tail=20).decode("utf-8", "replace")

@@ -254,6 +254,7 @@ def test_to_dict_emits_every_key() -> None:
         "ecn": True,
         "partition": False,
         "seed": 42,
+        "trace": None,
     }
     assert from_dict(n.to_dict()) == n
 
@@ -262,6 +263,7 @@ def test_pristine_to_dict() -> None:
     assert Netem().to_dict() == {
         "delay": None, "loss": None, "duplicate": None, "corrupt": None, "reorder": None, "rate": None,
         "slot": None, "limit_packets": 1000, "ecn": False, "partition": False, "seed": None,
+        "trace": None,
     }
 
 
@@ -325,7 +327,7 @@ ERRORS = [
     ("Delay 10ms", 'netem: unknown keyword "Delay" (did you mean "delay"?)', "Delay"),
     ("del 10ms", 'netem: unknown keyword "del" (did you mean "delay"?)', "del"),
     ("jitter 10ms", 'netem: unknown keyword "jitter": expected a keyword (limit, delay, distribution, loss, '
-     "ecn, corrupt, duplicate, reorder, gap, rate, slot, seed, partition)", "jitter"),
+     "ecn, corrupt, duplicate, reorder, gap, rate, slot, seed, trace, partition)", "jitter"),
     ("reorder", 'netem: "reorder" needs a percentage', "reorder"),
     ("reorder delay 10ms", 'netem: "reorder" needs a percentage', "reorder"),
     ("loss random", 'netem: "loss random" needs a percentage', "loss random"),
@@ -359,9 +361,9 @@ ERRORS = [
     ("delay 1ms 1ms distribution normalx", 'netem: unknown distribution "normalx" (did you mean "normal"?)',
      "normalx"),
     ("delay 10ms 5ms 10% 5", 'netem: unexpected "5": expected a keyword (limit, delay, distribution, loss, '
-     "ecn, corrupt, duplicate, reorder, gap, rate, slot, seed, partition)", "5"),
+     "ecn, corrupt, duplicate, reorder, gap, rate, slot, seed, trace, partition)", "5"),
     ("delay 10ms .5ms", 'netem: unexpected ".5ms": expected a keyword (limit, delay, distribution, loss, '
-     "ecn, corrupt, duplicate, reorder, gap, rate, slot, seed, partition)", ".5ms"),
+     "ecn, corrupt, duplicate, reorder, gap, rate, slot, seed, trace, partition)", ".5ms"),
     ("delay 10ms delay 5ms", 'netem: "delay" is given twice', "delay"),
     ("latency 10ms delay 5ms", 'netem: "delay" is given twice (already given as "latency")', "delay"),
     ("partition delay 10ms", 'netem: "partition" cannot be combined with "delay": a partition drops every '

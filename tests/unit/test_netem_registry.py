@@ -92,7 +92,7 @@ def test_a_registered_section_is_parsed_rendered_described_linted_and_serialised
     wire = n.to_dict()
     assert wire["mark"] == {"pct": 5.0}
     assert from_dict(wire) == n
-    assert list(wire)[:11] == list(Netem().to_dict())  # the built-in wire form is untouched
+    assert list(wire)[:12] == list(Netem().to_dict())  # the built-in wire form is untouched
     assert expected_netem_options(n)["mark"] == {"mark": 0.05}
     assert compare_netem_options(expected_netem_options(Netem()), {"limit": 1000, "ecn": False,
                                                                    "mark": {"mark": 0.05}}) == [
@@ -106,7 +106,7 @@ def test_a_registered_section_gets_the_parsers_messages(mark: type[Mark]) -> Non
         parse("mark 1% mark 2%")
     with pytest.raises(NetemError, match=r'unknown keyword "mrak" \(did you mean "mark"\?\)'):
         parse("mrak 1%")
-    with pytest.raises(NetemError, match=r"expected a keyword \(limit, .*, seed, mark, partition\)"):
+    with pytest.raises(NetemError, match=r"expected a keyword \(limit, .*, seed, trace, mark, partition\)"):
         parse("nothing-like-it")
     with pytest.raises(NetemError, match='"partition" cannot be combined with "mark"'):
         parse("mark 1% partition")
@@ -146,4 +146,4 @@ def test_every_built_in_section_has_an_engine_step() -> None:
 
 def test_keywords_are_listed_in_tc_usage_order() -> None:
     assert REGISTRY.keywords == ("limit", "delay", "distribution", "loss", "ecn", "corrupt", "duplicate",
-                                 "reorder", "gap", "rate", "slot", "seed", "partition")
+                                 "reorder", "gap", "rate", "slot", "seed", "trace", "partition")

@@ -19,6 +19,8 @@ from .delay import Delay
 from .loss import RandomLoss
 from .reorder import Reorder
 from .section import NetemView
+from .slot import Slot
+from .trace_section import TraceLink
 
 __all__ = ["check_model", "check_partition_alone"]
 
@@ -54,6 +56,11 @@ def check_model(n: NetemView) -> None:
         if n.reorder.pct == 0 and n.reorder.gap > 1:
             raise NetemError('netem: "gap" needs "reorder" with a percentage above 0',
                              token="gap", expected="a reorder percentage above 0")
+    trace = n.raw(TraceLink)
+    if trace is not None and (n.rate is not None or isinstance(n.raw(Slot), Slot)):
+        other = "rate" if n.rate is not None else "slot"
+        raise NetemError(f'netem: "trace" cannot be combined with "{other}": the trace is the link\'s rate',
+                         token=other, expected='"trace" without "rate" or "slot"')
     if n.ecn and (n.loss is None or (isinstance(n.loss, RandomLoss) and n.loss.pct == 0)):
         raise NetemError('netem: "ecn" needs a loss model: ECN marks packets that would be lost',
                          token="ecn", expected="a loss setting")

@@ -35,6 +35,7 @@ from .registry import REGISTRY
 from .reorder import Reorder
 from .section import Section
 from .slot import Slot
+from .trace_section import TraceLink
 
 __all__ = [
     "DEFAULT_LIMIT_PACKETS",
@@ -67,6 +68,7 @@ class Netem:
         ecn: mark ECN-capable packets instead of dropping them (needs a loss model).
         partition: netbed extension -- drop every packet. Must be the only setting.
         seed: seed of netem's random generator (Linux >= 6.3), or None for a random seed.
+        trace: netbed extension -- the rate follows a recorded link trace (userspace engine only).
         extra: sections registered without an attribute here (see docs/extending.md), at
             most one per key; kept in registry order.
 
@@ -84,6 +86,7 @@ class Netem:
     ecn: bool = False
     partition: bool = False
     seed: int | None = None
+    trace: TraceLink | None = None
     extra: tuple[Section, ...] = ()
 
     def __post_init__(self) -> None:

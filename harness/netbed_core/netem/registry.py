@@ -20,6 +20,7 @@ from .reorder import Reorder
 from .scalars import Ecn, Limit, Partition, Seed
 from .section import Section
 from .slot import Slot
+from .trace_section import TraceLink
 
 __all__ = ["REGISTRY", "Registry", "TC_USAGE_ORDER"]
 
@@ -83,5 +84,6 @@ class Registry:
         return out
 
 
-REGISTRY = Registry((Limit, Delay, LossModel, Duplicate, Corrupt, Reorder, Rate, Slot, Ecn, Seed, Partition))
+REGISTRY = Registry((Limit, Delay, LossModel, Duplicate, Corrupt, Reorder, Rate, Slot, TraceLink, Ecn, Seed,
+                     Partition))
 """The sections netbed knows, in canonical order."""

@@ -115,6 +115,12 @@ class Backend(ABC):
     def close(self) -> None:
         """Clear both directions and release everything. Idempotent."""
 
+    def keep_queued(self, direction: str, on: bool) -> None:  # noqa: B027 - optional, a no-op by default
+        """While ``on``, make ``apply`` and ``clear`` of ``direction`` fast and exactly timed (a
+        scenario's steps); ``clear`` still means pristine behaviour for the packets. Off again,
+        a cleared direction is pristine forwarding once more. Default: nothing to do (tc's
+        ``replace`` is already one atomic change)."""
+
     @staticmethod
     def check_direction(direction: str) -> None:
         if direction not in DIRECTIONS:

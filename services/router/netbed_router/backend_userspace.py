@@ -99,6 +99,10 @@ class UserspaceBackend(Backend):
         self._new_worker = worker_factory
         self._workers: dict[str, QueueRunner] = {}
         self._active: dict[str, dict[str, Any]] = {}
+        # Directions whose packets stay queued while clear (keep_queued): a pass-through engine
+        # instead of removing the rule, so a scenario's clear step is an engine swap, not an
+        # iptables commit of unknown duration.
+        self._kept: set[str] = set()
         self._lock = threading.Lock()
         self._closed = False
 
@@ -116,7 +120,9 @@ class UserspaceBackend(Backend):
         for direction in DIRECTIONS:
             st = self._active.get(direction)
             if st is None:
-                continue
+                if direction not in self._kept:
+                    continue
+                st = {"match": None}  # kept: every packet of the direction, to a pass-through engine
             in_if, out_if = (
                 (self.client_if, self.server_if)
                 if direction == "to-server"
@@ -160,9 +166,25 @@ class UserspaceBackend(Backend):
         with self._lock:
             self._clear_locked(direction)
 
+    def keep_queued(self, direction: str, on: bool) -> None:
+        """While ``on``, a clear ``direction`` keeps its packets queued to a pass-through engine
+        (its rule stays), so switching it between clear and impaired swaps the engine's
+        configuration and touches no iptables rule (unless the match changes)."""
+        self.check_direction(direction)
+        with self._lock:
+            if self._closed:
+                raise RuntimeError("backend is closed")
+            if on:
+                self._kept.add(direction)
+                if direction not in self._active:
+                    self._worker(direction)  # its engine is the pass-through one until an apply
+            else:
+                self._kept.discard(direction)
+            self.rules.set(self._desired_rules())
+
     def _clear_locked(self, direction: str) -> None:
         was_active = self._active.pop(direction, None) is not None
-        if was_active:
+        if was_active and direction not in self._kept:
             self.rules.set(self._desired_rules())
         w = self._workers.get(direction)
         if w is not None:
@@ -216,6 +238,7 @@ class UserspaceBackend(Backend):
                 return
             self._closed = True
             self._active.clear()
+            self._kept.clear()
             try:
                 self.rules.remove_all()
             finally:

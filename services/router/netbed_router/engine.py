@@ -57,6 +57,7 @@ from .counters import EngineCounters
 from .engine_config import EngineConfig
 from .packets import ecn_set_ce, ip_header_len
 from .randomness import CRandom, stream_seed, tabledist
+from .trace_link import TraceClock
 
 __all__ = ["L2_HEADER_BYTES", "Engine", "EngineConfig", "HeldQueue"]
 
@@ -161,7 +162,9 @@ class Engine:
         self.slot_next: int | None = None
         self.slot_packets_left = c.slot_max_packets or 0x7FFFFFFF
         self.slot_bytes_left = c.slot_max_bytes or 0x7FFFFFFF
-        self._delay_on = bool(c.latency_ns or c.jitter_ns or c.rate_bytes_per_s)
+        # trace NAME: departures from a recorded link trace instead of rate (trace_link.py).
+        self._trace = TraceClock(c.trace_ms) if c.trace_ms else None
+        self._delay_on = bool(c.latency_ns or c.jitter_ns or c.rate_bytes_per_s or c.trace_ms)
         self._reorder_or_delay_on = bool(c.gap or self._delay_on)
         self._rate = c.rate_bytes_per_s
         # False while the packet being decided is not one wire packet with its final bytes (a
@@ -315,7 +318,10 @@ class Engine:
         if delay is None:
             st.reordered += 1
             return self._send_now(packet_id, payload, length, is_copy)
-        tts = self._rate_time_to_send(now, delay, length) if self._rate else now + delay
+        if self._trace is not None:
+            tts = self._trace.departure_ns(now + max(0, delay), length)
+        else:
+            tts = self._rate_time_to_send(now, delay, length) if self._rate else now + delay
         if tts <= now and not self.slot_on:
             return self._send_now(packet_id, payload, length, is_copy)
         st.delayed += 1

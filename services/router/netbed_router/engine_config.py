@@ -31,6 +31,9 @@ from netbed_core.netem import (
     StateLoss,
 )
 from netbed_core.netem import from_dict as netem_from_dict
+from netbed_core.netem.trace_section import TraceLink
+
+from .trace_link import STORE
 
 U32_MAX = 0xFFFFFFFF
 DEFAULT_LIMIT = 1000
@@ -76,6 +79,8 @@ class EngineConfig:
     ecn: bool = False
     partition: bool = False
     seed: int | None = None
+    trace_ms: tuple[int, ...] = ()
+    """A link trace's delivery opportunities, ms (``trace NAME``, trace_link.py); () for none."""
 
     @property
     def slot_enabled(self) -> bool:
@@ -95,6 +100,7 @@ class EngineConfig:
             or self.rate_bytes_per_s
             or self.slot_enabled
             or self.partition
+            or self.trace_ms
         )
 
     @property
@@ -241,5 +247,6 @@ CONFIG_STEPS: dict[type[Section], Callable[[Section], dict[str, Any]]] = {
     Ecn: _step(lambda s: {"ecn": s.enabled}),
     Seed: _step(lambda s: {"seed": s.value}),
     Partition: _step(lambda s: {"partition": s.enabled}),
+    TraceLink: _step(lambda s: {"trace_ms": STORE.get(s.name)}),
 }
 """Each section's engine units (EngineConfig fields), by section class (each loss model apart)."""

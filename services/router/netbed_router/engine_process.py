@@ -65,6 +65,8 @@ def config_from_wire(data: Mapping[str, Any]) -> EngineConfig:
     values = dict(data)
     if "clg" in values:
         values["clg"] = tuple(values["clg"])
+    if "trace_ms" in values:
+        values["trace_ms"] = tuple(values["trace_ms"])
     return EngineConfig(**values)
 
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
+from collections.abc import Sequence
 from typing import Any
 
 from netbed_agent.args import Args
@@ -28,6 +29,8 @@ from netbed_core.netem.render import describe, to_text
 from .backend import Backend
 from .events import EventLog
 from .match import parse_match
+from .scenario_ops import SCENARIO, scenario_ops
+from .trace_ops import TRACE_OPS, refuse_trace_on
 
 log = logging.getLogger("netbed_agent")
 
@@ -117,6 +120,13 @@ def _directions(args: Args) -> tuple[str, ...]:
         raise RequestError(str(exc)) from None
 
 
+def _refuse_during_scenario(op: str) -> None:
+    running = SCENARIO.summary()
+    if running is not None and running["state"] == "running":
+        raise RequestError(f"{op}: scenario {running['name']!r} is running (step {running['step']}); "
+                           "stop it first (scenario_stop, or reset)", kind="busy")
+
+
 def _backend() -> Backend:
     if STATE.backend is None:
         raise RequestError(f"no impairment backend: {STATE.reason}", kind="command_failed")
@@ -142,11 +152,13 @@ def op_impair(args: Args) -> dict[str, Any]:
         match = parse_match(match_text)
     except ValueError as exc:
         raise RequestError(str(exc)) from None
-    apply_directions(directions, netem, match_text, match, origin="impair")
+    _refuse_during_scenario("impair")
+    refuse_trace_on(STATE.backend_name, netem, "impair")
+    apply_directions(directions, netem, match_text, match, "impair")
     return {"warnings": lint(netem), "directions": list(directions), "backend": STATE.backend_name}
 
 
-def apply_directions(directions: tuple[str, ...], netem: Netem, match_text: str | None, match: dict[str, Any] | None,
+def apply_directions(directions: Sequence[str], netem: Netem, match_text: str | None, match: dict[str, Any] | None,
                      origin: str) -> None:
     """Set `netem` on each of `directions` (only packets `match` selects, when given) and record
     one timeline event per direction; `origin` names the request ("impair", "scenario:NAME")."""
@@ -161,7 +173,7 @@ def apply_directions(directions: tuple[str, ...], netem: Netem, match_text: str 
                           match=match_text, seed=seed if isinstance(seed, int) else applied.seed)
 
 
-def clear_directions(directions: tuple[str, ...], origin: str) -> None:
+def clear_directions(directions: Sequence[str], origin: str) -> None:
     """Pristine forwarding on each of `directions`, one timeline event each; `origin` names the
     request ("clear", "reset", "scenario:NAME")."""
     backend = _backend()
@@ -176,17 +188,19 @@ def op_clear(args: Args) -> dict[str, Any]:
     """Return the named direction(s) to pristine forwarding."""
     directions = _directions(args)
     args.finish()
-    clear_directions(directions, origin="clear")
+    _refuse_during_scenario("clear")
+    clear_directions(directions, "clear")
     return {"directions": list(directions)}
 
 
 def op_reset(args: Args) -> dict[str, Any]:
     """Pristine forwarding in both directions (the harness calls it after every test)."""
     args.finish()
+    stopped = SCENARIO.stop_running()  # its steps must not outlive the test that started it
     if STATE.backend is None:
         return {}  # nothing can have been applied
-    clear_directions(DIRECTIONS, origin="reset")
-    return {}
+    clear_directions(DIRECTIONS, "reset")
+    return {"scenario_stopped": stopped} if stopped else {}
 
 
 def op_impair_status(args: Args) -> dict[str, Any]:
@@ -205,6 +219,7 @@ def op_impair_status(args: Args) -> dict[str, Any]:
         "measured": sorted(backend.MEASURED),
         "directions": {d: {"impairment": STATE.current[d], "stats": per_direction.get(d, {})} for d in DIRECTIONS},
         "engine": {k: v for k, v in stats.items() if k != "directions"},
+        "scenario": SCENARIO.summary(),
     }
 
 
@@ -247,4 +262,6 @@ OPS = {
     "reset": op_reset,
     "impair_status": op_impair_status,
     "events": op_events,
+    **scenario_ops(apply_directions, clear_directions, _backend),
+    **TRACE_OPS,
 }
