@@ -41,6 +41,9 @@ SUITES=(tests/integration/test_datagram.py tests/integration/test_stream.py test
 # The harness's runtime dependencies (pyproject.toml), and theirs, by top-level module name.
 SITE_PACKAGES=(pytest _pytest py.py pluggy iniconfig packaging pygments docker requests urllib3 idna certifi
                charset_normalizer tenacity pytest_docker attr attrs yaml _yaml typing_extensions.py)
+# ... and their distributions' metadata (pytest asks pluggy's version through importlib.metadata).
+DISTRIBUTIONS=(pytest pluggy iniconfig packaging pygments docker requests urllib3 idna certifi charset_normalizer
+               tenacity pytest_docker attrs pyyaml typing_extensions)
 
 log() { printf 'vm/run: %s\n' "$*" >&2; }
 
@@ -66,6 +69,11 @@ if [[ "$MODE" == suites ]]; then
     [[ -e "$SITE/$m" ]] || { log "$SITE has no $m (make venv?)"; exit 1; }
     cp -r "$SITE/$m" "$OV/netbed/site/"
   done
+  for d in "${DISTRIBUTIONS[@]}"; do
+    found=("$SITE/$d"-*.dist-info)
+    [[ -d "${found[0]}" ]] || { log "$SITE has no $d-*.dist-info (make venv?)"; exit 1; }
+    cp -r "${found[@]}" "$OV/netbed/site/"
+  done
   cp -r "$ROOT/harness/netbed" "$OV/netbed/lib/netbed"
   cp -r "$ROOT/services/agent/netbed_agent" "$OV/netbed/lib/netbed_agent"
   cp -r "$ROOT/tests/integration" "$OV/netbed/tests/integration"
@@ -78,8 +86,9 @@ elif [[ "$MODE" == suites ]]; then
   (($#)) || set -- "${SUITES[@]}"
   {
     echo '#!/bin/sh'
-    echo '# Our plugin by name: the copied packages carry no entry points (no dist-info).'
-    echo 'cd /netbed && PYTHONPATH=/netbed/lib:/netbed/site PYTEST_DISABLE_PLUGIN_AUTOLOAD=1 \'
+    echo '# Plugins are not auto-loaded (the copy has no netbed entry point): ours is named.'
+    echo '# NETBED_BACKEND=kernel: the router must run the kernel backend here; if it cannot, it fails naming why.'
+    echo 'cd /netbed && PYTHONPATH=/netbed/lib:/netbed/site PYTEST_DISABLE_PLUGIN_AUTOLOAD=1 NETBED_BACKEND=kernel \'
     echo '  exec python3 -m pytest -p netbed.pytest_plugin -p no:cacheprovider --netbed-hosts netns \'
     echo '  -o addopts=-ra --durations=15 \'
     for a in "$@"; do printf "  '%s' \\\\\n" "${a//\'/\'\\\'\'}"; done
