@@ -176,13 +176,12 @@ class NetnsTestbed:
         return self.log_dir / f"{name}-agent.log"
 
     def _start_agent(self, name: str) -> subprocess.Popen[bytes]:
-        role = "router" if name == "router" else "host"
         with open(self._log_path(name), "wb") as log:  # the child keeps its own descriptor
             # --no-netinit: the namespaces' routes are the topology's; --bind: the namespace's
             # loopback is the only way in (there is no control network to guard).
             return subprocess.Popen(
                 ["ip", "netns", "exec", self.namespace(name), sys.executable, "-m", "netbed_agent",
-                 "--role", role, "--bind", "127.0.0.1", "--no-netinit"],
+                 "--role", name, "--bind", "127.0.0.1", "--no-netinit"],
                 stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, env=self._agent_env(name),
                 start_new_session=True,  # a Ctrl-C of the session reaches us, and we stop the agents
             )
@@ -203,8 +202,12 @@ class NetnsTestbed:
                 proc = self._agents.get(name)
                 if proc is None or proc.poll() is not None:
                     code = None if proc is None else proc.returncode
+                    tail = self.log_tail(name)
+                    # The agent's last ERROR line in the first line of the message: it says why.
+                    errors = [line.split(" ERROR ", 1)[1] for line in tail.splitlines() if " ERROR " in line]
+                    why = f": {errors[-1].strip()}" if errors else ""
                     raise NotReady(f"the {name} agent of netns testbed '{self.instance}' is not running "
-                                   f"(exit {code})\n--- last log lines of {name} ---\n{self.log_tail(name)}")
+                                   f"(exit {code}){why}\n--- last log lines of {name} ---\n{tail}")
                 try:
                     host = self._connect(name)
                     host.ping()
