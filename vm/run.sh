@@ -38,6 +38,28 @@ ACCEL="${NETBED_VM_ACCEL:-tcg}"
 SUITES=(tests/integration/test_datagram.py tests/integration/test_stream.py tests/integration/test_seqpacket.py
         tests/integration/test_ports.py tests/integration/test_raw.py tests/integration/test_impairment.py
         tests/integration/test_markers.py tests/integration/test_testbed.py)
+# Left out of the default VM run (deselected, and listed in the run's output): tests whose senders
+# and receivers must keep up with 1,000-20,000 datagrams/s, or whose timing tolerances are
+# sub-millisecond. The agents are Python processes; under software emulation (TCG) a sender
+# manages about 450 datagrams/s (measured: "sent 5944 of 10072 messages before the 13.3 s
+# timeout") and a receiver that falls behind overflows its buffer (counted as loss) or delays
+# its timestamps (counted as delay). Their failures there measure the emulator, not the router.
+# The kernel backend's loss, duplicate, corrupt, reorder, delay, jitter, rate and slot fidelity
+# is checked in the same VM by vm/kernel_fidelity.py (make test-kernel-netem), with traffic sized
+# for it; on a machine with KVM (NETBED_VM_ACCEL=kvm) or natively, pass them by name in PYTEST_ARGS.
+RATE_BOUND=(tests/integration/test_datagram.py::test_loss_rate_within_confidence_interval
+            tests/integration/test_datagram.py::test_duplicates_arrive
+            tests/integration/test_datagram.py::test_corruption_discarded_by_checksum
+            tests/integration/test_impairment.py::test_clean_path_loses_nothing
+            tests/integration/test_impairment.py::test_delay_median_matches
+            tests/integration/test_impairment.py::test_jitter_stdev_matches
+            tests/integration/test_impairment.py::test_corrupt_rate_in_confidence_interval
+            tests/integration/test_impairment.py::test_reorder_sends_a_fraction_ahead
+            tests/integration/test_impairment.py::test_reorder_gap_is_exact
+            tests/integration/test_impairment.py::test_gilbert_elliott_bursts_match_the_model
+            tests/integration/test_impairment.py::test_slot_releases_packets_in_bursts
+            tests/integration/test_impairment.py::test_ecn_marks_instead_of_dropping
+            tests/integration/test_impairment.py::test_clear_mid_traffic_loses_nothing)
 # The harness's runtime dependencies (pyproject.toml), and theirs, by top-level module name.
 SITE_PACKAGES=(pytest _pytest py.py pluggy iniconfig packaging pygments docker requests urllib3 idna certifi
                charset_normalizer tenacity pytest_docker attr attrs yaml _yaml typing_extensions.py)
@@ -83,7 +105,11 @@ find "$OV" -name __pycache__ -prune -exec rm -rf {} +
 if [[ -n "${NETBED_VM_SCRIPT:-}" ]]; then
   install -m 0755 "$NETBED_VM_SCRIPT" "$OV/netbed/test.sh"
 elif [[ "$MODE" == suites ]]; then
-  (($#)) || set -- "${SUITES[@]}"
+  if ((! $#)); then
+    set -- "${SUITES[@]}"
+    for t in "${RATE_BOUND[@]}"; do set -- "$@" --deselect "$t"; done
+    log "default suites; left out under emulation (see RATE_BOUND in vm/run.sh): ${RATE_BOUND[*]##*::}"
+  fi
   {
     echo '#!/bin/sh'
     echo '# Plugins are not auto-loaded (the copy has no netbed entry point): ours is named.'

@@ -141,9 +141,18 @@ def op_impair(args: Args) -> dict[str, Any]:
         raise RequestError(str(exc)) from None
     spec = netem.to_dict()
     backend = _backend()
+    from .backend_kernel import KernelBackendError
+
     with STATE.lock:
         for direction in directions:
-            backend.apply(direction, spec, match)
+            try:
+                backend.apply(direction, spec, match)
+            except KernelBackendError as exc:
+                # tc refused what was asked (a seed with iproute2 before 6.3, ...): the request
+                # failed and the backend removed the direction's half-built tree; not an
+                # internal error of the agent, but the command's own, with its message.
+                STATE.current[direction] = None
+                raise RequestError(f"impair {direction}: {exc}", kind="command_failed") from None
             STATE.current[direction] = {"spec": spec, "match": match_text, "description": describe(netem)}
     return {"warnings": lint(netem), "directions": list(directions), "backend": STATE.backend_name}
 
