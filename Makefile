@@ -20,7 +20,7 @@ export $(USER_VARS)
 
 .DEFAULT_GOAL := help
 
-.PHONY: help venv up down test test-unit test-kernel-netem browser readme-report status logs ps impair clear scenario profiles \
+.PHONY: help venv up down test test-unit test-netns test-kernel-netem test-kernel-suites browser readme-report status logs ps impair clear scenario profiles \
         shell-client shell-router shell-server clean lint bench
 
 help: ## list the targets
@@ -45,6 +45,9 @@ test: $(STAMP) ## run unit and integration tests (starts the testbed if it is no
 
 test-unit: $(STAMP) ## unit tests only (no Docker)
 	@set -f; $(BIN)/pytest tests/unit $$PYTEST_ARGS
+
+test-netns: $(STAMP) ## integration tests on network-namespace hosts, no Docker (needs root)
+	@set -f; $(BIN)/pytest tests/integration --netbed-hosts netns $$PYTEST_ARGS
 
 status: $(STAMP) ## hosts, addresses, agents, router counters
 	@$(NETBED) --instance "$$INSTANCE" status
@@ -89,6 +92,9 @@ browser: ## install headless Chromium for the report's browser test (Debian's pa
 	@command -v chromium >/dev/null 2>&1 && echo "chromium is installed: $$(chromium --version 2>/dev/null)" || { \
 	  test "$$(id -u)" = 0 || { echo "make browser: run as root (it uses apt-get install chromium)"; exit 1; }; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends chromium; }
+
+test-kernel-suites: $(STAMP) ## the integration suites on the kernel netem backend with SCTP, in that VM (about 10 min)
+	@set -f; NETBED_VM_TEST=suites bash vm/run.sh $$PYTEST_ARGS
 
 readme-report: $(STAMP) ## copy the last run's conformance table (reports/conformance.md) into README.md
 	@$(BIN)/python -m netbed.report

@@ -32,14 +32,28 @@ import pytest
 
 from netbed_core.netem import Netem
 
-from . import attach, owner, pytest_compose_fixtures, reaper, report, run_report, scenario_files, test_record, timeline
+from . import (
+    attach,
+    netns_testbed,
+    owner,
+    pytest_compose_fixtures,
+    reaper,
+    report,
+    run_report,
+    scenario_files,
+    test_record,
+    timeline,
+)
 from . import scenario as scenarios
 from .host import Host, Router
+from .netns_testbed import NetnsTestbed
 from .profiles import resolve
 from .testbed import Testbed
 from .topology import DEFAULT_INSTANCE
 
 _COMPOSE_FIXTURES_PLUGIN = "netbed.compose_fixtures"
+#: The session testbed, whatever its hosts are (the suites use what both offer).
+AnyTestbed = Testbed | NetnsTestbed
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -49,11 +63,28 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--netbed-instance", default=None,
                     help="testbed instance name (default: $NETBED_INSTANCE or 'netbed')")
     run_report.add_options(group)
+    group.addoption("--netbed-hosts", default=None, choices=HOSTS_KINDS,
+                    help="what the hosts are: docker (containers, the default) or netns (network namespaces "
+                         "on this machine, no Docker, needs root); default: $NETBED_HOSTS or docker")
+
+
+#: What the testbed's hosts can be: Docker containers (Testbed) or network namespaces (NetnsTestbed).
+HOSTS_KINDS = ("docker", "netns")
+
+
+def hosts_kind(config: pytest.Config) -> str:
+    """docker or netns: --netbed-hosts, else $NETBED_HOSTS, else docker."""
+    kind = str(config.getoption("--netbed-hosts") or os.environ.get("NETBED_HOSTS") or "docker")
+    if kind not in HOSTS_KINDS:
+        raise pytest.UsageError(f"netbed: NETBED_HOSTS={kind!r}: use one of {', '.join(HOSTS_KINDS)}")
+    return kind
 
 
 def pytest_report_header(config: pytest.Config) -> str:
     instance = config.getoption("--netbed-instance") or os.environ.get("NETBED_INSTANCE", DEFAULT_INSTANCE)
     keep = " (kept at the end)" if config.getoption("--keep-testbed") else ""
+    if hosts_kind(config) == "netns":
+        return f"netbed: testbed instance '{instance}', hosts are network namespaces (no Docker)"
     return f"netbed: testbed instance '{instance}'{keep}"
 
 
@@ -71,7 +102,23 @@ def _argument_lists(name: str, value: object) -> list[list[str]]:
 
 
 @pytest.fixture(scope="session")
-def netbed_session(
+def netbed_session(pytestconfig: pytest.Config, request: pytest.FixtureRequest) -> Iterator[AnyTestbed]:
+    """The session's testbed: Docker containers, or network namespaces (--netbed-hosts netns)."""
+    if hosts_kind(pytestconfig) == "netns":
+        why = netns_testbed.why_unavailable()
+        if why:
+            pytest.skip(f"--netbed-hosts netns: {why}")
+        with NetnsTestbed(request.getfixturevalue("docker_compose_project_name")) as ntb:
+            ntb.router.reset()
+            yield ntb
+        return
+    yield from _docker_session(
+        pytestconfig, request.getfixturevalue("docker_compose_command"),
+        request.getfixturevalue("docker_compose_file"), request.getfixturevalue("docker_compose_project_name"),
+        request.getfixturevalue("docker_setup"), request.getfixturevalue("docker_cleanup"))
+
+
+def _docker_session(
     pytestconfig: pytest.Config,
     docker_compose_command: Sequence[str],
     docker_compose_file: str | Sequence[str],
@@ -101,7 +148,7 @@ def netbed_session(
         yield tb
 
 
-def reset_testbed(tb: Testbed) -> None:
+def reset_testbed(tb: AnyTestbed) -> None:
     """Return every host to a known state: no processes, no sockets, pristine router."""
     for host in tb.hosts.values():
         host.kill_processes()  # by process group: whatever the test spawned is gone
@@ -125,6 +172,11 @@ def pytest_configure(config: pytest.Config) -> None:
         config.pluginmanager.register(pytest_compose_fixtures, _COMPOSE_FIXTURES_PLUGIN)
     if threading.current_thread() is threading.main_thread() and signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
         _previous_sigterm = signal.signal(signal.SIGTERM, _terminate)
+    config.addinivalue_line(
+        "markers",
+        "needs_docker(what): the test needs what only the Docker testbed has (containers, images, restarts, "
+        "compose); skipped, naming `what`, when the hosts are network namespaces (--netbed-hosts netns)",
+    )
     config.addinivalue_line(
         "markers",
         "netem(netem='', *, profile=None, direction='both', match=None): impair the router for this test "
@@ -174,7 +226,7 @@ def _start_marker_scenario(request: pytest.FixtureRequest, router: Router) -> No
 
 
 @pytest.fixture
-def testbed(netbed_session: Testbed, request: pytest.FixtureRequest) -> Iterator[Testbed]:
+def testbed(netbed_session: AnyTestbed, request: pytest.FixtureRequest) -> Iterator[AnyTestbed]:
     """The running testbed; after the test, sockets are closed and the router reset.
 
     A `@pytest.mark.netem(...)` marker is applied before the test starts.
@@ -191,7 +243,7 @@ def testbed(netbed_session: Testbed, request: pytest.FixtureRequest) -> Iterator
         reset_testbed(netbed_session)
 
 
-def _start_timeline(tb: Testbed) -> None:
+def _start_timeline(tb: AnyTestbed) -> None:
     """Note where the router's timeline stands as the test starts (test_record.py)."""
     record = test_record.current()
     if record is None:
@@ -210,7 +262,7 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
     report = outcome.get_result()
     record = test_record.current()
     tb = getattr(item, "funcargs", {}).get("testbed")
-    if report.when != "call" or record is None or record.start_events is None or not isinstance(tb, Testbed):
+    if report.when != "call" or record is None or record.start_events is None or not isinstance(tb, AnyTestbed):
         return
     try:
         record.network = timeline.collect(tb.router, record.start_events)
@@ -237,7 +289,7 @@ def pytest_runtest_makereport_processes(item: pytest.Item, call: pytest.CallInfo
     if report.when != "call" or not report.failed:
         return
     tb = getattr(item, "funcargs", {}).get("testbed")
-    if not isinstance(tb, Testbed):
+    if not isinstance(tb, AnyTestbed):
         return
     try:
         hosts = list(tb.hosts.values())
@@ -285,21 +337,27 @@ def _keep_log(filename: str, label: str, data: bytes) -> None:
 
 
 @pytest.fixture
-def client(testbed: Testbed) -> Host:
+def client(testbed: AnyTestbed) -> Host:
     return testbed.client
 
 
 @pytest.fixture
-def server(testbed: Testbed) -> Host:
+def server(testbed: AnyTestbed) -> Host:
     return testbed.server
 
 
 @pytest.fixture
-def router(testbed: Testbed) -> Router:
+def router(testbed: AnyTestbed) -> Router:
     return testbed.router
 
 
-def pytest_collection_modifyitems(items: list[Any]) -> None:
+def pytest_collection_modifyitems(config: pytest.Config, items: list[Any]) -> None:
+    netns = hosts_kind(config) == "netns"
     for item in items:
         if "integration" in str(item.fspath):
             item.add_marker(pytest.mark.integration)
+        marker = item.get_closest_marker("needs_docker")
+        if netns and marker is not None:
+            what = marker.args[0] if marker.args else "Docker"
+            item.add_marker(pytest.mark.skip(reason=f"needs Docker ({what}); the hosts are network namespaces "
+                                                    "(--netbed-hosts netns)"))

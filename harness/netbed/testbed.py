@@ -93,6 +93,10 @@ class Testbed:
     """
 
     __test__ = False  # not a pytest test class
+    kind = "docker"
+    #: A directory client and server both see (the volume compose.yaml mounts in both): a path
+    #: for an AF_UNIX socket that one binds and the other connects to.
+    shared_dir = "/run/netbed-unix"
 
     def __init__(self, instance: str | None = None, client: docker.DockerClient | None = None,
                  keep: bool = False, *, owner: str = "", compose_files: Sequence[Path] = (COMPOSE_FILE,),

@@ -49,6 +49,7 @@ def test_router_agent_is_not_reachable_on_its_data_addresses(testbed: Testbed, c
     assert info.value.errno == errno.ECONNREFUSED, info.value
 
 
+@pytest.mark.needs_docker("the agent listens on the control network's address")
 @pytest.mark.parametrize("name", ["client", "router", "server"])
 def test_agents_listen_on_the_control_address_only(testbed: Testbed, name: str) -> None:
     """The only listener on the agent port is the control address, which is where Docker
@@ -60,6 +61,7 @@ def test_agents_listen_on_the_control_address_only(testbed: Testbed, name: str) 
     assert testbed.host(name).ping()
 
 
+@pytest.mark.needs_docker("the token is read from the container's environment")
 def test_a_request_without_the_token_is_refused(testbed: Testbed) -> None:
     """Through the published port itself: no token, or a wrong one, gets `unauthorized`, and the
     socket it asked for is never opened."""
@@ -123,6 +125,7 @@ def host_listeners(testbed: Testbed) -> Iterator[list[tuple[str, socket.socket]]
             sock.close()
 
 
+@pytest.mark.needs_docker("the Docker host's networks and the guard that isolates them")
 @pytest.mark.parametrize("name", ["client", "server"])
 def test_no_packet_reaches_the_docker_host(testbed: Testbed, host_listeners: list[tuple[str, socket.socket]],
                                            name: str) -> None:
@@ -149,6 +152,7 @@ def _dns_query(name: str, qid: int = 0x4E42) -> bytes:
     return struct.pack("!HHHHHH", qid, 0x0100, 1, 0, 0, 0) + labels + b"\0" + struct.pack("!HH", 1, 1)
 
 
+@pytest.mark.needs_docker("Docker's embedded DNS")
 def test_testbed_names_resolve(client: Host) -> None:
     """Docker's embedded DNS still answers the testbed's own host names."""
     sock = client.socket(socket.AF_INET, socket.SOCK_DGRAM)
@@ -159,6 +163,7 @@ def test_testbed_names_resolve(client: Host) -> None:
         assert (rcode, answers >= 1) == (0, True), (name, reply)
 
 
+@pytest.mark.needs_docker("Docker's embedded DNS")
 def test_outside_names_are_forwarded_only_to_the_containers_own_loopback(client: Host) -> None:
     """A name outside the testbed is forwarded by the embedded DNS to the container's 127.0.0.1
     (where this test listens), never off the machine: the forwarded query arrives here."""
@@ -170,6 +175,7 @@ def test_outside_names_are_forwarded_only_to_the_containers_own_loopback(client:
     assert b"\x07example\x07invalid\x00" in forwarded
 
 
+@pytest.mark.needs_docker("a container that is stopped and started")
 def test_harness_fails_fast_while_a_host_is_down_and_reconnects_after(testbed: Testbed, router: Router) -> None:
     """Stop the router: a call fails within 2 s naming it.  Start it again (it may publish its
     port elsewhere): the same Router object answers again, without a new Testbed."""

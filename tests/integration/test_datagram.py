@@ -118,9 +118,12 @@ def test_datagram_boundaries_kept(client: Host, server: Host, family: int, size:
 def test_fragmented_datagrams_whole_or_not_at_all(client: Host, server: Host, router: Router,
                                                   condition: Condition) -> None:
     """8000-byte datagrams (6 fragments each) arrive whole with intact content, or not at all:
-    under loss some vanish, none arrives partial."""
+    under loss some vanish, none arrives partial.
+
+    100 datagrams/s (600 fragments/s): slow enough that a receiver in a software-emulated VM
+    keeps up (at 500/s it lost 40 of 300 on the clean path there), so a loss is the router's."""
     count = 300
-    result = run_condition(client, server, router, condition, count, size=8000, rate_pps=500)
+    result = run_condition(client, server, router, condition, count, size=8000, rate_pps=100)
     arrivals = result["arrivals"]
     assert all(a.size_bytes == 8000 and a.crc_ok for a in arrivals)
     assert result["foreign"] == 0

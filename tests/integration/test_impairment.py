@@ -18,6 +18,7 @@ import warnings
 import pytest
 from conditions import seeded
 
+from netbed.errors import AgentError
 from netbed.host import Host, Router
 from netbed.impairment import NetemLintWarning
 from netbed.measure import (
@@ -208,6 +209,12 @@ def test_rate_limits_tcp_goodput(client: Host, server: Host, router: Router) -> 
 def test_same_seed_drops_the_same_packets(client: Host, server: Host, router: Router) -> None:
     """loss 20% seed 42: two runs of the same traffic lose exactly the same sequence numbers;
     a different seed loses different ones."""
+    try:
+        router.impair("loss 20% seed 42", direction="to-server")
+    except AgentError as exc:
+        if exc.kind == "command_failed" and "iproute2 6.3" in str(exc):
+            pytest.skip(f"the router cannot seed netem here: {exc}")
+        raise
     lost = []
     for seed in (42, 42, 43):
         with router.impair(f"loss 20% seed {seed}", direction="to-server"):

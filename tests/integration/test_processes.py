@@ -117,6 +117,9 @@ def test_curl_from_the_client_reaches_a_server_spawned_on_the_server(client: Hos
 
 
 def test_nc_carries_bytes_across_the_router(client: Host, server: Host) -> None:
+    for host in (client, server):
+        if host.run(["sh", "-c", "command -v nc"], timeout=10).returncode != 0:
+            pytest.skip(f"nc (netcat) is not installed on the {host.name} host")
     port = 9000 + uuid.uuid4().int % 1000
     with server.spawn(["nc", "-l", server.ipv4, str(port)]) as listener:
         assert eventually(lambda: str(port) in server.run(["ss", "-Hltn"], timeout=10).stdout_text, 10)
@@ -126,6 +129,7 @@ def test_nc_carries_bytes_across_the_router(client: Host, server: Host) -> None:
         assert listener.output().stdout == b"over the router\n"
 
 
+@pytest.mark.needs_docker("a second harness connected to the same running testbed")
 def test_a_closed_connection_kills_what_it_spawned(testbed: Testbed, client: Host) -> None:
     marker = f"netbed-conn-{uuid.uuid4().hex[:8]}"
     other = Testbed(testbed.instance)
@@ -155,6 +159,7 @@ def test_nothing_is_left_by_the_previous_test(server):
 '''
 
 
+@pytest.mark.needs_docker("an inner pytest session that reuses this session's running testbed")
 def test_processes_are_killed_when_the_test_ends_and_reported_when_it_fails(testbed: Testbed, server: Host,
                                                                               tmp_path: Path) -> None:
     marker = f"netbed-end-{uuid.uuid4().hex[:8]}"
@@ -177,6 +182,7 @@ def test_processes_are_killed_when_the_test_ends_and_reported_when_it_fails(test
     assert f"hello-from-{marker}" in text and f"warning-{marker}" in text
 
 
+@pytest.mark.needs_docker("the netbed CLI finds a running testbed through Docker")
 def test_netbed_run_passes_the_exit_code_through(testbed: Testbed) -> None:
     netbed = shutil.which("netbed", path=str(Path(sys.executable).parent)) or "netbed"
     proc = subprocess.run([netbed, "--instance", testbed.instance, "run", "server", "--",
@@ -184,6 +190,7 @@ def test_netbed_run_passes_the_exit_code_through(testbed: Testbed) -> None:
     assert (proc.returncode, proc.stdout, proc.stderr) == (5, b"out\n", b"err\n")
 
 
+@pytest.mark.needs_docker("a container that is stopped and started")
 def test_run_on_a_stopped_host_names_the_host_and_the_instance(testbed: Testbed, server: Host) -> None:
     container = testbed.containers()["server"]
     container.stop(timeout=1)

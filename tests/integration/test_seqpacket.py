@@ -3,8 +3,9 @@
 The primer: "similar to a stream socket, with the exception that record boundaries are
 preserved".  Two transports:
 
-* AF_UNIX between the client and server containers, through the socket file on the volume
-  both mount at /run/netbed-unix (every kernel has it; it does not cross the router);
+* AF_UNIX between the client and server hosts, through a socket file in the directory both
+  see (testbed.shared_dir: the volume both containers mount at /run/netbed-unix, or a directory
+  of the machine for network-namespace hosts; every kernel has it; it does not cross the router);
 * SCTP across the router (SOCK_SEQPACKET over IP needs it), skipped where the kernel has
   no SCTP.
 """
@@ -22,9 +23,9 @@ from conditions import Condition, impaired, params
 from netbed.errors import RemoteOSError
 from netbed.host import Host, Router
 from netbed.measure import arrivals_from
+from netbed.pytest_plugin import AnyTestbed
 from netbed.remote_socket import RemoteSocket
 
-SHARED_DIR = "/run/netbed-unix"
 #: Record sizes, bytes: from one byte to a record larger than a TCP segment.
 RECORD_SIZES = [1, 3, 100, 1000, 9000, 60000]
 
@@ -34,10 +35,10 @@ def record(size: int, tag: int) -> bytes:
 
 
 @pytest.fixture
-def unix_pair(client: Host, server: Host) -> Iterator[tuple[RemoteSocket, RemoteSocket]]:
+def unix_pair(testbed: AnyTestbed, client: Host, server: Host) -> Iterator[tuple[RemoteSocket, RemoteSocket]]:
     """(client socket, server's accepted socket) of an AF_UNIX SOCK_SEQPACKET connection made
-    through the shared volume; the socket file is removed afterwards."""
-    path = f"{SHARED_DIR}/seqpacket-{uuid.uuid4().hex[:12]}.sock"
+    through the directory both hosts see; the socket file is removed afterwards."""
+    path = f"{testbed.shared_dir}/seqpacket-{uuid.uuid4().hex[:12]}.sock"
     listener = server.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
     listener.bind(path)
     try:

@@ -46,11 +46,19 @@ def tcp_info_u32(sock: RemoteSocket, offset: int) -> int | None:
 
 def receiver_evidence(condition: Condition, sender: RemoteSocket, receiver: RemoteSocket,
                       csum_errors: int) -> tuple[int | None, str]:
-    """(count, what) the receiving end measured that shows `condition` acted on the stream:
-    out-of-order arrivals for loss and reorder, more data segments received than sent for
-    duplicate, TCP checksum errors (`csum_errors`, the receiver's Tcp InCsumErrors delta) for
-    corrupt."""
-    if condition.name in ("loss", "reorder"):
+    """(count, what) the two ends measured that shows `condition` acted on the stream: data
+    segments sent but never received for loss, out-of-order arrivals for reorder, more data
+    segments received than sent for duplicate, TCP checksum errors (`csum_errors`, the
+    receiver's Tcp InCsumErrors delta) for corrupt.
+
+    Loss is not taken from out-of-order arrivals: a lost segment with nothing sent after it
+    (a slow sender with one segment in flight, as in a software-emulated VM) is retransmitted
+    on a timeout and never seen out of order, so that evidence depends on the sender's speed."""
+    if condition.name == "loss":
+        got, sent = tcp_info_u32(receiver, TCPI_DATA_SEGS_IN), tcp_info_u32(sender, TCPI_DATA_SEGS_OUT)
+        lost = None if got is None or sent is None else sent - got
+        return lost, "data segments sent but not received (tcpi_data_segs_out - tcpi_data_segs_in)"
+    if condition.name == "reorder":
         return tcp_info_u32(receiver, TCPI_RCV_OOOPACK), "out-of-order segments (tcpi_rcv_ooopack)"
     if condition.name == "duplicate":
         got, sent = tcp_info_u32(receiver, TCPI_DATA_SEGS_IN), tcp_info_u32(sender, TCPI_DATA_SEGS_OUT)

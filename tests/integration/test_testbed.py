@@ -77,6 +77,7 @@ def test_no_route_out_of_the_testbed(testbed: Testbed, name: str, outside: str) 
     assert "unreachable" in answer["error"].lower()
 
 
+@pytest.mark.needs_docker("the agent's control port published by Docker, and its token from the container")
 def test_agent_survives_garbage(testbed: Testbed) -> None:
     """Malformed requests get error responses; the agent keeps answering on the same connection."""
     port = testbed.client.control_port
@@ -109,6 +110,7 @@ def test_remote_errors_carry_errno(client: Host, server: Host) -> None:
     assert info.value.errno == 111  # ECONNREFUSED: the server kernel answered with a reset
 
 
+@pytest.mark.needs_docker("the control network")
 def test_control_network_does_not_join_the_hosts(testbed: Testbed) -> None:
     """Containers cannot reach each other over the control network (inter-container traffic is off)."""
     server_ctl = testbed.containers()["server"].attrs["NetworkSettings"]["Networks"]
@@ -119,11 +121,13 @@ def test_control_network_does_not_join_the_hosts(testbed: Testbed) -> None:
         sock.connect((control["IPAddress"], 7000), timeout=1.0)
 
 
+@pytest.mark.needs_docker("pytest-docker's docker_services")
 def test_pytest_docker_services_see_the_testbed(docker_services: Any, router: Router) -> None:
     """pytest-docker's docker_services, as its users call it, answers for the netbed testbed."""
     assert docker_services.port_for("router", int(CONTROL_PORT.split("/")[0])) == router.control_port
 
 
+@pytest.mark.needs_docker("images")
 def test_images_are_built_from_this_checkout(testbed: Testbed) -> None:
     """Every host's image carries the digest of the sources it was built from, and it is this
     checkout's (a reused testbed from an older checkout fails here, and warns at session start)."""

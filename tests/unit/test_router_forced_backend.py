@@ -61,3 +61,24 @@ def test_an_unknown_backend_name_refuses_to_start(monkeypatch: pytest.MonkeyPatc
     monkeypatch.setenv("NETBED_BACKEND", "netem")
     with pytest.raises(ops.BackendUnavailable, match="expected auto, kernel or userspace"):
         ops.setup()
+
+
+def test_impair_that_tc_refuses_is_a_command_error_not_an_internal_one(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Found in the VM (issue #9): `seed` on the kernel backend with iproute2 6.1 made tc fail, and
+    the agent answered `internal error KernelBackendError`; it is the command's failure, with tc's reason."""
+    from netbed_agent.args import Args
+    from netbed_agent.errors import RequestError
+
+    class RefusingBackend:
+        def apply(self, direction: str, spec: dict[str, Any], match: Any) -> None:
+            raise backend_kernel.KernelBackendError(
+                'tc failed: What is "seed"? (netem\'s seed needs Linux and iproute2 6.3 or later)')
+
+    state = ops.RouterState()
+    state.backend, state.backend_name = RefusingBackend(), "kernel"  # type: ignore[assignment]
+    monkeypatch.setattr(ops, "STATE", state)
+    with pytest.raises(RequestError) as caught:
+        ops.op_impair(Args("impair", {"direction": "to-server", "netem": "loss 20% seed 42"}))
+    assert caught.value.kind == "command_failed"
+    assert "iproute2 6.3" in str(caught.value) and "to-server" in str(caught.value)
+    assert state.current["to-server"] is None

@@ -164,9 +164,18 @@ def apply_directions(directions: Sequence[str], netem: Netem, match_text: str | 
     one timeline event per direction; `origin` names the request ("impair", "scenario:NAME")."""
     spec = netem.to_dict()
     backend = _backend()
+    from .backend_kernel import KernelBackendError
+
     with STATE.lock:
         for direction in directions:
-            applied = backend.apply(direction, spec, match)
+            try:
+                applied = backend.apply(direction, spec, match)
+            except KernelBackendError as exc:
+                # tc refused what was asked (a seed with iproute2 before 6.3, ...): the request
+                # failed and the backend removed the direction's half-built tree; not an
+                # internal error of the agent, but the command's own, with its message.
+                STATE.current[direction] = None
+                raise RequestError(f"impair {direction}: {exc}", kind="command_failed") from None
             STATE.current[direction] = {"spec": spec, "match": match_text, "description": describe(netem)}
             seed = spec.get("seed")
             EVENTS.record("impair", direction, origin, spec=spec, netem=to_text(netem), description=describe(netem),
