@@ -18,6 +18,10 @@ bound.  Requests:
 * ``{"op": "flush"}``: release every held packet now.
 * ``{"op": "stats"}``: the counters (``EngineCounters`` slots), ``worker_alive``, ``worker_fatal``.
 * ``{"op": "close"}``: release held packets, unbind, exit 0.
+* ``{"op": "decisions_start", "max_entries": N}``: log each packet's decision from now on
+  (``decision_log.py``), also across engine swaps, keeping the newest N.
+* ``{"op": "decisions_stop", "path": P}``: write the log to P (JSON lines), stop logging;
+  answers the log's header (entries, omitted).  Without a log running: ``{"entries": 0}``.
 
 End of input (the agent died) closes the same way: the queue is unbound, so packets the
 rules still send to it are dropped (fail-closed, docs/engine.md).
@@ -32,9 +36,11 @@ import os
 import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, fields
+from pathlib import Path
 from typing import IO, Any
 
 from .counters import EngineCounters
+from .decision_log import DecisionLog, attach, detach
 from .engine import Engine, EngineConfig
 from .worker import QueueRunner, QueueWorker
 
@@ -74,9 +80,11 @@ def counters_from_wire(data: Mapping[str, Any], into: EngineCounters) -> None:
 class EngineHost:
     """The requests above, on one queue worker (separate from the I/O for tests)."""
 
-    def __init__(self, worker: QueueRunner) -> None:
+    def __init__(self, worker: QueueRunner, name: str = "") -> None:
         self.worker = worker
         self.closed = False
+        self.decisions: DecisionLog | None = None
+        self.name = name
 
     def handle(self, req: Mapping[str, Any]) -> Any:
         op = req.get("op")
@@ -87,6 +95,8 @@ class EngineHost:
             engine = Engine(config, w.held, stats, stream=int(req.get("stream", 0)))
             if req.get("stats_seed") is not None:
                 engine.stats.seed = int(req["stats_seed"])
+            if self.decisions is not None:
+                attach(engine, self.decisions)
             w.set_engine(engine)
             if req.get("flush") and w.held.heap and w.alive:
                 w.flush()  # a clear: held packets leave now (the agent cannot see them)
@@ -96,6 +106,17 @@ class EngineHost:
         if op == "stats":
             return {"counters": counters_to_wire(w.engine.stats), "worker_alive": w.alive,
                     "worker_fatal": w.fatal}
+        if op == "decisions_start":
+            self.decisions = DecisionLog(self.name, int(req.get("max_entries", 100_000)))
+            attach(w.engine, self.decisions)
+            return {"started": True}
+        if op == "decisions_stop":
+            log_ = self.decisions
+            self.decisions = None
+            detach(w.engine)
+            if log_ is None:
+                return {"entries": 0, "omitted": 0, "running": False}
+            return log_.write(Path(str(req["path"])))
         raise ValueError(f"op: unknown {op!r}")
 
     def close(self) -> None:
@@ -144,7 +165,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     a = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, stream=sys.stderr,
                         format=f"%(asctime)s router engine {a.name} pid {os.getpid()} %(levelname)s %(message)s")
-    return serve(EngineHost(QueueWorker(a.queue_num, a.name)), sys.stdin, sys.stdout)
+    return serve(EngineHost(QueueWorker(a.queue_num, a.name), a.name), sys.stdin, sys.stdout)
 
 
 if __name__ == "__main__":

@@ -78,6 +78,7 @@ class EngineProcess:
         self.last_restart_monotonic: float | None = None
         self.reapplied = False
         self.worker_fatal: str | None = None
+        self.decisions_max: int | None = None  # the decision log's size while it runs
         self._lock = threading.RLock()
         self._closing = False
         self._stopped = False
@@ -130,6 +131,24 @@ class EngineProcess:
                 proc.wait()
             _close_pipes(proc)
         self._supervisor.join(timeout=ANSWER_TIMEOUT_S)
+
+    # -- the decision log (decision_log.py) ---------------------------------------------------
+    def decisions_start(self, max_entries: int) -> None:
+        """Log each packet's decision in the process (kept across a restart, minus the
+        entries the dead process held)."""
+        self.decisions_max = max_entries
+        try:
+            self._call({"op": "decisions_start", "max_entries": max_entries})
+        except EngineDied as exc:
+            log.warning("%s: engine process down (%s); the restart starts the decision log", self.name, exc)
+
+    def decisions_stop(self, path: str) -> dict[str, Any]:
+        """Write the process's decision log to ``path`` and stop logging; its header."""
+        self.decisions_max = None
+        try:
+            return self._call({"op": "decisions_stop", "path": path})
+        except EngineDied as exc:
+            return {"entries": 0, "omitted": 0, "error": f"engine process down: {exc}"}
 
     # -- stats ----------------------------------------------------------------------------
     def refresh_stats(self) -> bool:
@@ -237,6 +256,8 @@ class EngineProcess:
                 self.engine.stats.reset()  # the new process counts from zero
                 try:
                     self._call(self._engine_request(self.engine, keep_counters=False))
+                    if self.decisions_max is not None:
+                        self._call({"op": "decisions_start", "max_entries": self.decisions_max})
                 except (EngineDied, RuntimeError) as exc:
                     # The supervise loop sees this process exit and tries again.
                     log.error("%s: engine process %d did not take the impairment: %s", self.name, pid, exc)

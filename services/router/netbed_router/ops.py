@@ -26,6 +26,7 @@ from netbed_core.netem import NetemError, from_dict, lint, parse
 from netbed_core.netem.render import describe
 
 from .backend import Backend
+from .capture_ops import CaptureOps
 from .match import parse_match
 
 log = logging.getLogger("netbed_agent")
@@ -220,4 +221,5 @@ OPS = {
     "clear": op_clear,
     "reset": op_reset,
     "impair_status": op_impair_status,
+    **CaptureOps(STATE).ops(),
 }

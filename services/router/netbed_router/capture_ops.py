@@ -1,0 +1,188 @@
+"""The router's capture operations: capture_start, capture_stop, capture_read, capture_discard.
+
+The capture itself is ``capture.py`` (tcpdump per data interface, one pcapng); the
+userspace engine's decision log is ``decision_log.py``, run by the engine processes and
+written beside the capture as ``decisions.jsonl`` (one header line, then every decision of
+both directions in time order).  docs/agent-protocol.md states the arguments and replies.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any, Protocol
+
+from netbed_agent.args import Args
+from netbed_agent.errors import RequestError
+from netbed_core import subnets
+
+from .capture import (
+    DEFAULT_MAX_SECONDS,
+    DEFAULT_RING_MB,
+    DIRECTION_FILTERS,
+    MAX_MAX_SECONDS,
+    MAX_READ_BYTES,
+    MAX_RING_MB,
+    MIN_RING_MB,
+    CaptureError,
+    CaptureTable,
+    read_chunk,
+)
+from .decision_log import DEFAULT_MAX_ENTRIES, MAX_MAX_ENTRIES
+from .interfaces import InterfaceError, find_interfaces, read_addresses
+
+DECISIONS_FILE = "decisions.jsonl"
+#: What a capture_read may read, by name.
+FILES = {"capture": "capture.pcapng", "decisions": DECISIONS_FILE}
+
+
+class RouterView(Protocol):
+    """What these operations need of the router's state (``ops.RouterState``)."""
+
+    backend: Any
+    backend_name: str
+
+
+class CaptureOps:
+    """The operations, on one router's state and capture table."""
+
+    def __init__(self, state: RouterView, captures: CaptureTable | None = None) -> None:
+        self.state = state
+        self.captures = captures if captures is not None else CaptureTable()
+        # Which capture runs the decision log (one at a time: each engine has one log).
+        self.decisions: dict[str, int] = {}
+
+    def ops(self) -> dict[str, Any]:
+        return {
+            "capture_start": self.op_capture_start,
+            "capture_stop": self.op_capture_stop,
+            "capture_read": self.op_capture_read,
+            "capture_discard": self.op_capture_discard,
+        }
+
+    def interfaces(self) -> dict[str, str]:
+        """The client- and server-side interfaces: the backend's, else found by subnet."""
+        backend = self.state.backend
+        client_if, server_if = getattr(backend, "client_if", None), getattr(backend, "server_if", None)
+        if isinstance(client_if, str) and isinstance(server_if, str):
+            return {"client": client_if, "server": server_if}
+        nets = {
+            "client4": os.environ.get("NETBED_CLIENT_NET4", subnets.CLIENT_NET4),
+            "server4": os.environ.get("NETBED_SERVER_NET4", subnets.SERVER_NET4),
+            "client6": os.environ.get("NETBED_CLIENT_NET6") or None,
+            "server6": os.environ.get("NETBED_SERVER_NET6") or None,
+        }
+        try:
+            return find_interfaces(nets, read_addresses())
+        except InterfaceError as exc:
+            raise RequestError(f"capture: {exc}", kind="command_failed") from None
+
+    # -- capture_start ------------------------------------------------------------------------
+    def op_capture_start(self, args: Args) -> dict[str, Any]:
+        """Start capturing both data interfaces; with ``decisions``, the userspace engine logs
+        each packet's decision too."""
+        direction = args.str("direction", "both")
+        ring_mb = args.int("ring_mb", DEFAULT_RING_MB, minimum=MIN_RING_MB, maximum=MAX_RING_MB)
+        max_seconds = args.float("max_seconds", DEFAULT_MAX_SECONDS, minimum=1.0, maximum=MAX_MAX_SECONDS)
+        decisions = args.bool("decisions", False)
+        max_entries = args.int("max_decisions", DEFAULT_MAX_ENTRIES, minimum=1, maximum=MAX_MAX_ENTRIES)
+        args.finish()
+        if direction not in DIRECTION_FILTERS:
+            raise RequestError(f"capture_start: direction {direction!r}: expected one of "
+                               f"{', '.join(DIRECTION_FILTERS)}")
+        interfaces = self.interfaces()
+        try:
+            cap = self.captures.start(interfaces, direction=direction, ring_mb=ring_mb, max_seconds=max_seconds)
+        except CaptureError as exc:
+            raise RequestError(str(exc), kind="command_failed") from None
+        note = self._start_decisions(cap.handle, max_entries) if decisions else None
+        return {"handle": cap.handle, "interfaces": interfaces, "direction": direction, "ring_mb": ring_mb,
+                "max_seconds": max_seconds, "decisions": decisions and note is None, "decisions_note": note}
+
+    def _start_decisions(self, handle: str, max_entries: int) -> str | None:
+        """Start the engines' decision log for ``handle``; None, or why there is none."""
+        start = getattr(self.state.backend, "decisions_start", None)
+        if start is None:
+            return f"no decision log on the {self.state.backend_name} backend (netem decides inside the kernel)"
+        if self.decisions:
+            return f"capture {next(iter(self.decisions))} runs the decision log already"
+        start(max_entries)
+        self.decisions[handle] = max_entries
+        return None
+
+    # -- capture_stop ---------------------------------------------------------------------
+    def op_capture_stop(self, args: Args) -> dict[str, Any]:
+        """Stop a capture and merge it into one pcapng; its size, packets and warnings."""
+        handle = args.str("handle", required=True)
+        args.finish()
+        try:
+            result = dict(self.captures.stop(handle))
+        except KeyError as exc:
+            raise RequestError(str(exc.args[0]), kind="bad_handle") from None
+        if self.decisions.pop(handle, None) is not None:
+            result["decisions"] = self._write_decisions(Path(result["path"]).parent)
+        return result
+
+    def _write_decisions(self, directory: Path) -> dict[str, Any]:
+        """Have each engine write its log, then join them, in time order, into decisions.jsonl."""
+        stop = getattr(self.state.backend, "decisions_stop", None)
+        if stop is None:
+            return {"error": "the backend changed while the capture ran"}
+        headers: dict[str, dict[str, Any]] = stop(str(directory))
+        entries: list[dict[str, Any]] = []
+        for head in headers.values():
+            part = directory / str(head.get("file", ""))
+            if head.get("file") and part.is_file():
+                with part.open() as f:
+                    next(f, None)  # the direction's header: kept in `headers`
+                    entries.extend(json.loads(line) for line in f if line.strip())
+                part.unlink()
+        entries.sort(key=lambda e: e["t_ns"])
+        path = directory / DECISIONS_FILE
+        with path.open("w") as f:
+            f.write(json.dumps({"decision_log": headers}) + "\n")
+            for e in entries:
+                f.write(json.dumps(e) + "\n")
+        return {"file": DECISIONS_FILE, "size": path.stat().st_size, "entries": len(entries),
+                "directions": headers}
+
+    # -- capture_read, capture_discard ----------------------------------------------------------
+    def op_capture_read(self, args: Args) -> dict[str, Any]:
+        """A chunk of a stopped capture's file (``file``: capture or decisions), base64."""
+        handle = args.str("handle", required=True)
+        which = args.str("file", "capture")
+        offset = args.int("offset", 0, minimum=0)
+        size = args.int("size", MAX_READ_BYTES, minimum=1, maximum=MAX_READ_BYTES)
+        args.finish()
+        if which not in FILES:
+            raise RequestError(f"capture_read: file {which!r}: expected one of {', '.join(FILES)}")
+        try:
+            cap = self.captures.get(handle)
+        except KeyError as exc:
+            raise RequestError(str(exc.args[0]), kind="bad_handle") from None
+        if cap.result is None:
+            raise RequestError(f"capture {handle} is still running: stop it first (capture_stop)")
+        path = cap.directory / FILES[which]
+        if not path.is_file():
+            raise RequestError(f"capture {handle} has no {which} file"
+                               + (" (capture_start with decisions, on the userspace backend)"
+                                  if which == "decisions" else ""))
+        try:
+            return read_chunk(path, offset, size)
+        except ValueError as exc:
+            raise RequestError(f"capture_read: {exc}") from None
+
+    def op_capture_discard(self, args: Args) -> dict[str, Any]:
+        """Stop (if running) and delete a capture and its files."""
+        handle = args.str("handle", required=True)
+        args.finish()
+        if self.decisions.pop(handle, None) is not None:
+            stop = getattr(self.state.backend, "decisions_stop", None)
+            try:
+                cap = self.captures.get(handle)
+                if stop is not None:
+                    stop(str(cap.directory))  # ends the engines' logging; the files go with the directory
+            except KeyError:
+                pass
+        return {"discarded": self.captures.discard(handle)}
