@@ -116,3 +116,7 @@ class ProcessTimeout(ProcessError, TimeoutError):
 def stderr_tail(stderr: bytes, lines: int = 10) -> str:
     """The last `lines` lines of a process's stderr, as text (undecodable bytes replaced)."""
     return "\n".join(stderr.decode("utf-8", "replace").rstrip("\n").splitlines()[-lines:])
+
+
+class CaptureError(NetbedError):
+    """A capture at the router could not start, stop or be fetched; the message says why."""

@@ -11,8 +11,9 @@ from typing import Any
 from netbed_core.direction_stats import DirectionStats, total
 from netbed_core.netem import Netem
 
-from . import impairment
+from . import capture, impairment
 from .agent import AgentConnection, error_from_reply
+from .capture import Capture
 from .errors import AgentConnectionError, AgentError, CommandFailed, HostNotRunning, ProcessTimeout
 from .impairment import Impairment
 from .job import Job
@@ -237,6 +238,14 @@ class Router(Host):
         `status`: an `impair_status()` reply already fetched."""
         status = self.impair_status() if status is None else status
         return {d: DirectionStats.from_dict(entry.get("stats") or {}) for d, entry in status["directions"].items()}
+
+    def capture_start(self, *, direction: str = "both", ring_mb: int | None = None, decisions: bool = False,
+                      max_seconds: float | None = None) -> Capture:
+        """Capture both data interfaces into one pcapng (see ``netbed.capture``): ``direction``
+        both, to-server or to-client; ``ring_mb`` the ring buffer (MB, default 64, newest
+        kept); ``decisions`` the userspace engine's per-packet decision log too."""
+        return capture.start(self, direction=direction, ring_mb=ring_mb, decisions=decisions,
+                             max_seconds=max_seconds)
 
     def impair_totals(self) -> DirectionStats:
         """The router's counters summed over both directions (None: not measured by its backend)."""

@@ -9,14 +9,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from test_engine_decisions import ipv4_udp
 
 from netbed_core.netem import parse
 from netbed_core.packet_key import ip_key
 from netbed_core.verdicts import NF_DROP
 from netbed_router.decision_log import DecisionLog, LoggedEngine, attach, detach
 from netbed_router.engine import Engine, EngineConfig
-
-from test_engine_decisions import ipv4_udp
 
 MS = 1_000_000
 

@@ -8,11 +8,10 @@ import struct
 import subprocess
 
 import pytest
+from test_engine_decisions import ipv4_udp
 
 from netbed_core.packet_key import ethernet_ip_key, ip_key
 from netbed_core.pcapng import PcapError, PcapngWriter, merge_pcaps, read_pcap, read_pcapng
-
-from test_engine_decisions import ipv4_udp
 
 ETH = b"\x02" * 6 + b"\x04" * 6 + b"\x08\x00"
 

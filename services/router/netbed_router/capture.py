@@ -51,8 +51,8 @@ RING_FILES = 4
 #: A capture nobody stops ends itself after this long, seconds (default, largest).
 DEFAULT_MAX_SECONDS = 3600.0
 MAX_MAX_SECONDS = 24 * 3600.0
-#: How long tcpdump may take to say it is listening, seconds.
-START_TIMEOUT_S = 10.0
+#: How long tcpdump may take to say it is listening, seconds (a request's ``timeout`` overrides it).
+START_TIMEOUT_S = 5.0
 #: How long tcpdump may take to exit after SIGINT before it is killed, seconds.
 STOP_TIMEOUT_S = 5.0
 #: Largest chunk one capture_read returns, bytes (before base64).
@@ -112,7 +112,7 @@ class CaptureTable:
 
     # -- start ----------------------------------------------------------------------------
     def start(self, interfaces: Mapping[str, str], *, direction: str = "both", ring_mb: int = DEFAULT_RING_MB,
-              max_seconds: float = DEFAULT_MAX_SECONDS) -> Capture:
+              max_seconds: float = DEFAULT_MAX_SECONDS, start_timeout_s: float = START_TIMEOUT_S) -> Capture:
         """Start capturing ``interfaces`` (``{"client": IF, "server": IF}``); returns once both
         tcpdumps are listening.  Raises CaptureError (tcpdump missing, not permitted, no
         space) with everything started so far stopped and removed."""
@@ -129,7 +129,7 @@ class CaptureTable:
                           time.monotonic(), max_seconds)
             self._captures[handle] = cap
         try:
-            self._launch(cap)
+            self._launch(cap, start_timeout_s)
         except BaseException:
             self.discard(handle)
             raise
@@ -138,7 +138,7 @@ class CaptureTable:
         cap.timer.start()
         return cap
 
-    def _launch(self, cap: Capture) -> None:
+    def _launch(self, cap: Capture, start_timeout_s: float) -> None:
         try:
             cap.directory.mkdir(parents=True, exist_ok=False)
         except OSError as exc:
@@ -149,7 +149,7 @@ class CaptureTable:
         for side in ("client", "server"):
             ifname = cap.interfaces[side]
             argv = [self.tcpdump, "-n", "-Z", "root", "-i", ifname, "-s", "0", "-B", "4096",
-                    "--time-stamp-precision", "nano", "-C", str(file_mb), "-W", str(files),
+                    "--time-stamp-precision", "nano", "--immediate-mode", "-C", str(file_mb), "-W", str(files),
                     "-w", str(cap.directory / f"{side}.pcap")]
             q = DIRECTION_FILTERS[cap.direction][side]
             if q is not None:
@@ -160,9 +160,9 @@ class CaptureTable:
             except OSError as exc:
                 raise CaptureError(f"capture: cannot run {self.tcpdump}: {exc.strerror or exc}") from None
             cap.sides.append(_Side(side, ifname, proc))
-        deadline = time.monotonic() + START_TIMEOUT_S
+        deadline = time.monotonic() + start_timeout_s
         for s in cap.sides:
-            _wait_listening(s, deadline)
+            _wait_listening(s, deadline, start_timeout_s)
 
     # -- stop -----------------------------------------------------------------------------
     def stop(self, handle: str) -> dict[str, Any]:
@@ -278,7 +278,7 @@ def read_chunk(path: Path, offset: int, size: int) -> dict[str, Any]:
 # --------------------------------------------------------------------------------------
 # one tcpdump
 # --------------------------------------------------------------------------------------
-def _wait_listening(s: _Side, deadline: float) -> None:
+def _wait_listening(s: _Side, deadline: float, timeout_s: float) -> None:
     """Read tcpdump's stderr until it says it is listening (from then on it captures)."""
     assert s.proc.stderr is not None
     fd = s.proc.stderr.fileno()
@@ -286,7 +286,7 @@ def _wait_listening(s: _Side, deadline: float) -> None:
     while True:
         left = deadline - time.monotonic()
         if left <= 0:
-            raise CaptureError(f"capture: tcpdump on {s.ifname} did not start within {START_TIMEOUT_S:g} s")
+            raise CaptureError(f"capture: tcpdump on {s.ifname} did not start within {timeout_s:g} s")
         r, _, _ = select.select([fd], [], [], left)
         if not r:
             continue

@@ -25,6 +25,7 @@ from .capture import (
     MAX_READ_BYTES,
     MAX_RING_MB,
     MIN_RING_MB,
+    START_TIMEOUT_S,
     CaptureError,
     CaptureTable,
     read_chunk,
@@ -87,13 +88,15 @@ class CaptureOps:
         max_seconds = args.float("max_seconds", DEFAULT_MAX_SECONDS, minimum=1.0, maximum=MAX_MAX_SECONDS)
         decisions = args.bool("decisions", False)
         max_entries = args.int("max_decisions", DEFAULT_MAX_ENTRIES, minimum=1, maximum=MAX_MAX_ENTRIES)
+        start_timeout = args.timeout(START_TIMEOUT_S)
         args.finish()
         if direction not in DIRECTION_FILTERS:
             raise RequestError(f"capture_start: direction {direction!r}: expected one of "
                                f"{', '.join(DIRECTION_FILTERS)}")
         interfaces = self.interfaces()
         try:
-            cap = self.captures.start(interfaces, direction=direction, ring_mb=ring_mb, max_seconds=max_seconds)
+            cap = self.captures.start(interfaces, direction=direction, ring_mb=ring_mb, max_seconds=max_seconds,
+                                      start_timeout_s=start_timeout)
         except CaptureError as exc:
             raise RequestError(str(exc), kind="command_failed") from None
         note = self._start_decisions(cap.handle, max_entries) if decisions else None
@@ -115,6 +118,7 @@ class CaptureOps:
     def op_capture_stop(self, args: Args) -> dict[str, Any]:
         """Stop a capture and merge it into one pcapng; its size, packets and warnings."""
         handle = args.str("handle", required=True)
+        args.timeout()  # the client's wait for this reply; each tcpdump gets STOP_TIMEOUT_S
         args.finish()
         try:
             result = dict(self.captures.stop(handle))
@@ -154,6 +158,7 @@ class CaptureOps:
         which = args.str("file", "capture")
         offset = args.int("offset", 0, minimum=0)
         size = args.int("size", MAX_READ_BYTES, minimum=1, maximum=MAX_READ_BYTES)
+        args.timeout()  # the client's wait for this reply
         args.finish()
         if which not in FILES:
             raise RequestError(f"capture_read: file {which!r}: expected one of {', '.join(FILES)}")
