@@ -101,3 +101,14 @@ def test_packet_keys_tell_packets_apart_and_read_through_ethernet() -> None:
     assert ethernet_ip_key(b"\x00" * 12 + b"\x08\x06" + b"\x00" * 28) is None  # ARP
     v6 = bytes([0x60, 0x0A, 0xBC, 0xDE]) + bytes(36) + b"payload"
     assert ip_key(v6).startswith(f"6/{0xABCDE}/")  # type: ignore[union-attr]
+
+
+def test_the_key_ignores_the_transport_checksum_the_router_completes() -> None:
+    """With checksum offload the client-side capture shows a partial UDP checksum and the
+    server side the completed one: both are one packet."""
+    partial = bytearray(ipv4_udp(50, seq=3))
+    completed = bytearray(partial)
+    completed[26:28] = b"\x12\x34"
+    assert ip_key(partial) == ip_key(completed)
+    completed[30] ^= 1  # a payload byte: another packet
+    assert ip_key(partial) != ip_key(completed)

@@ -245,11 +245,6 @@ class CaptureTable:
         shutil.rmtree(cap.directory, ignore_errors=True)
         return True
 
-    def discard_all(self) -> int:
-        with self._lock:
-            handles = list(self._captures)
-        return sum(self.discard(h) for h in handles)
-
     def get(self, handle: str) -> Capture:
         with self._lock:
             cap = self._captures.get(handle)

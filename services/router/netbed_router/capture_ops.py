@@ -182,6 +182,10 @@ class CaptureOps:
         """Stop (if running) and delete a capture and its files."""
         handle = args.str("handle", required=True)
         args.finish()
+        return {"discarded": self.discard(handle)}
+
+    def discard(self, handle: str) -> bool:
+        """Stop the decision log if ``handle`` runs it, then remove the capture."""
         if self.decisions.pop(handle, None) is not None:
             stop = getattr(self.state.backend, "decisions_stop", None)
             try:
@@ -190,4 +194,8 @@ class CaptureOps:
                     stop(str(cap.directory))  # ends the engines' logging; the files go with the directory
             except KeyError:
                 pass
-        return {"discarded": self.captures.discard(handle)}
+        return self.captures.discard(handle)
+
+    def discard_all(self) -> int:
+        """Remove every capture (``reset``); how many there were."""
+        return sum(self.discard(h) for h in self.captures.handles())

@@ -44,6 +44,7 @@ class RouterState:
 
 
 STATE = RouterState()
+CAPTURES = CaptureOps(STATE)
 
 
 def _subnets() -> dict[str, str | None]:
@@ -162,8 +163,10 @@ def op_clear(args: Args) -> dict[str, Any]:
 
 
 def op_reset(args: Args) -> dict[str, Any]:
-    """Pristine forwarding in both directions (the harness calls it after every test)."""
+    """Pristine forwarding in both directions and no capture (the harness calls it after
+    every test and when a session starts, so a killed session's captures go too)."""
     args.finish()
+    CAPTURES.discard_all()
     if STATE.backend is None:
         return {}  # nothing can have been applied
     backend = STATE.backend
@@ -221,5 +224,5 @@ OPS = {
     "clear": op_clear,
     "reset": op_reset,
     "impair_status": op_impair_status,
-    **CaptureOps(STATE).ops(),
+    **CAPTURES.ops(),
 }
