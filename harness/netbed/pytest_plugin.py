@@ -32,7 +32,7 @@ import pytest
 
 from netbed_core.netem import Netem
 
-from . import owner, pytest_compose_fixtures, reaper
+from . import capture_plugin, owner, pytest_compose_fixtures, reaper
 from .host import Host, Router
 from .profiles import resolve
 from .testbed import Testbed
@@ -47,6 +47,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     help="leave a testbed this session started running at the end")
     group.addoption("--netbed-instance", default=None,
                     help="testbed instance name (default: $NETBED_INSTANCE or 'netbed')")
+    capture_plugin.addoption(group)
 
 
 def pytest_report_header(config: pytest.Config) -> str:
@@ -128,6 +129,11 @@ def pytest_configure(config: pytest.Config) -> None:
         "(tc netem syntax, a named profile, or a profile that the text overrides, e.g. a seed); "
         "the router is reset afterwards",
     )
+    capture_plugin.configure(config)
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    capture_plugin.sessionstart(session)
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
@@ -152,16 +158,21 @@ def _marker_netem(request: pytest.FixtureRequest) -> tuple[Netem, str, str | Non
 def testbed(netbed_session: Testbed, request: pytest.FixtureRequest) -> Iterator[Testbed]:
     """The running testbed; after the test, sockets are closed and the router reset.
 
-    A `@pytest.mark.netem(...)` marker is applied before the test starts.
+    A `@pytest.mark.netem(...)` marker is applied before the test starts, after the test's
+    capture at the router has started (--netbed-capture, capture_plugin.py).
     """
     try:
+        capture_plugin.begin(netbed_session.router, request.node)
         wanted = _marker_netem(request)
         if wanted is not None:
             text, direction, match = wanted
             netbed_session.router.impair(text, direction=direction, match=match)
         yield netbed_session
     finally:
-        reset_testbed(netbed_session)
+        try:
+            capture_plugin.end(request.node)
+        finally:
+            reset_testbed(netbed_session)
 
 
 @pytest.hookimpl(hookwrapper=True)
@@ -178,6 +189,13 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
         except Exception as exc:  # noqa: BLE001 - reporting must not mask the failure
             status = {"error": str(exc)}
         report.sections.append(("netbed router impairment", json.dumps(status, indent=2)))
+
+
+@pytest.hookimpl(hookwrapper=True, specname="pytest_runtest_makereport")
+def pytest_runtest_makereport_capture(item: pytest.Item, call: pytest.CallInfo[None]) -> Generator[None, Any, None]:
+    """Keep the test's capture when it failed (or with --netbed-capture=all); name it in the report."""
+    outcome = yield
+    capture_plugin.makereport(item, outcome.get_result())
 
 
 #: Lines of each stream a failing test's report shows per spawned process.

@@ -1,0 +1,193 @@
+"""Per-test capture at the router, for the pytest plugin (``--netbed-capture``).
+
+Every test that uses the testbed is captured at the router (both data interfaces, one
+pcapng, ``netbed.capture``), with the userspace engine's decision log:
+
+* ``failed`` (default): kept for tests whose call fails, deleted for the others;
+* ``all``: kept for every test;
+* ``off``: no capture.
+
+Kept files go to ``reports/captures/run-<id>/<test>.pcapng`` (and ``<test>.decisions.jsonl``);
+a failing test's report names them (section "netbed capture") and its ``user_properties``
+carry them (``netbed_capture``, ``netbed_decisions``).  Retention: a session deletes the run
+folders beyond the newest ``KEEP_RUNS`` when it starts, so ``reports/captures`` never
+grows without bound; each capture is bounded by its ring (``RING_MB``).
+
+A capture that cannot start or be fetched (no tcpdump, no permission, a full disk, a router
+that does not answer) is a ``CaptureWarning`` in the report: it never fails a test, and
+every router call it makes has a timeout, so it cannot hang one.
+``@pytest.mark.netbed_capture(decisions=False, ring_mb=..., direction=...)`` sets one test's
+capture; ``@pytest.mark.netbed_capture(enabled=False)`` switches it off.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import uuid
+import warnings
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from .capture import Capture
+from .errors import CaptureError, NetbedError
+from .host import Router
+
+MODES = ("failed", "all", "off")
+#: Ring buffer of a per-test capture, MB (the newest packets are kept).
+RING_MB = 32
+#: Run folders kept under reports/captures (the newest; older ones are deleted at session start).
+KEEP_RUNS = 5
+CAPTURE_KEY = pytest.StashKey[Capture]()
+WARNING_KEY = pytest.StashKey[str]()
+#: {name: path} of what was kept for a test (for the run's report).
+ARTIFACTS_KEY = pytest.StashKey[dict[str, str]]()
+
+
+class CaptureWarning(UserWarning):
+    """A per-test capture could not be taken or kept; the test's outcome is unaffected."""
+
+
+def addoption(group: Any) -> None:
+    group.addoption("--netbed-capture", choices=MODES, default="failed",
+                    help="capture each test at the router and keep the pcapng (and the engine's decision log) "
+                         "for failed tests (default), all tests, or none (off)")
+    group.addoption("--netbed-capture-dir", default="reports/captures",
+                    help=f"where kept captures go (a run-<id> folder per session; the newest {KEEP_RUNS} are kept)")
+
+
+def configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers",
+        "netbed_capture(enabled=True, decisions=True, ring_mb=32, direction='both'): this test's capture "
+        "at the router (see --netbed-capture)",
+    )
+
+
+def _mode(config: pytest.Config) -> str:
+    return str(config.getoption("--netbed-capture", "failed"))
+
+
+def run_dir(config: pytest.Config) -> Path:
+    """This session's folder for kept captures (xdist workers share their run's)."""
+    existing = getattr(config, "_netbed_capture_run_dir", None)
+    if isinstance(existing, Path):
+        return existing
+    root = Path(str(config.getoption("--netbed-capture-dir", "reports/captures")))
+    if not root.is_absolute():
+        root = Path(str(config.rootpath)) / root
+    worker_input = getattr(config, "workerinput", None)
+    run_id = str(worker_input["testrunuid"])[:12] if isinstance(worker_input, dict) and \
+        "testrunuid" in worker_input else uuid.uuid4().hex[:12]
+    path = root / f"run-{run_id}"
+    config._netbed_capture_run_dir = path  # type: ignore[attr-defined]
+    return path
+
+
+def prune(root: Path, keep: int = KEEP_RUNS) -> list[Path]:
+    """Delete the run folders under ``root`` beyond the newest ``keep``; the ones deleted."""
+    if not root.is_dir():
+        return []
+    runs = sorted((p for p in root.iterdir() if p.is_dir() and p.name.startswith("run-")),
+                  key=lambda p: p.stat().st_mtime, reverse=True)
+    for old in runs[keep:]:
+        shutil.rmtree(old, ignore_errors=True)
+    return runs[keep:]
+
+
+def sessionstart(session: pytest.Session) -> None:
+    if _mode(session.config) != "off" and not hasattr(session.config, "workerinput"):
+        prune(run_dir(session.config).parent)
+
+
+def begin(router: Router, item: pytest.Item) -> None:
+    """Start this test's capture (before its impairment is applied); a failure is a warning."""
+    if _mode(item.config) == "off":
+        return
+    marker = item.get_closest_marker("netbed_capture")
+    opts = dict(marker.kwargs) if marker is not None else {}
+    if not opts.pop("enabled", True):
+        return
+    try:
+        cap = router.capture_start(direction=opts.pop("direction", "both"),
+                                   ring_mb=opts.pop("ring_mb", RING_MB), decisions=opts.pop("decisions", True))
+    except (CaptureError, NetbedError, OSError) as exc:
+        _warn(item, f"netbed: no capture for {item.nodeid}: {exc}")
+        return
+    item.stash[CAPTURE_KEY] = cap
+
+
+def makereport(item: pytest.Item, report: pytest.TestReport) -> None:
+    """After the call: keep the capture (failed, or --netbed-capture=all) and name it in the report."""
+    if report.when != "call":
+        return
+    cap = item.stash.get(CAPTURE_KEY, None)
+    keep = report.failed or _mode(item.config) == "all"
+    if cap is not None and keep:
+        del item.stash[CAPTURE_KEY]
+        _keep(item, report, cap)
+    note = item.stash.get(WARNING_KEY, None)
+    if note is not None and report.failed:
+        report.sections.append(("netbed capture", note))
+
+
+def _keep(item: pytest.Item, report: pytest.TestReport, cap: Capture) -> None:
+    name = _file_name(item.nodeid)
+    pcap, decisions = run_dir(item.config) / f"{name}.pcapng", run_dir(item.config) / f"{name}.decisions.jsonl"
+    try:
+        result = cap.fetch(pcap, decisions=decisions)
+        stopped = cap.stop()
+    except (CaptureError, NetbedError, OSError) as exc:
+        _warn(item, f"netbed: the capture of {item.nodeid} could not be kept: {exc}")
+        if report.failed:
+            report.sections.append(("netbed capture", str(exc)))
+        return
+    finally:
+        cap.discard()
+    artifacts = {"capture": str(result)}
+    if decisions.exists():
+        artifacts["decisions"] = str(decisions)
+    item.stash[ARTIFACTS_KEY] = artifacts
+    report.user_properties.extend((f"netbed_{k}", v) for k, v in artifacts.items())
+    lines = [f"capture: {_relative(result)} ({stopped.packets} packets, {stopped.size} bytes; "
+             f"interfaces {cap.interfaces['client']} client side, {cap.interfaces['server']} server side)"]
+    if "decisions" in artifacts:
+        lines.append(f"decision log: {_relative(decisions)} "
+                     f"({(stopped.decisions or {}).get('entries', 0)} packets the engine decided on)")
+    elif cap.decisions_note:
+        lines.append(f"decision log: none ({cap.decisions_note})")
+    lost = {side: n for side, n in stopped.dropped_by_kernel.items() if n}
+    if lost:
+        lines.append(f"the capture itself missed packets (tcpdump, dropped by kernel): {lost}")
+    lines.extend(f"warning: {w}" for w in stopped.warnings)
+    if report.failed:
+        report.sections.append(("netbed capture", "\n".join(lines)))
+
+
+def end(item: pytest.Item) -> None:
+    """At teardown: a capture nobody kept is discarded (passing test, or a failed set-up)."""
+    cap = item.stash.get(CAPTURE_KEY, None)
+    if cap is not None:
+        del item.stash[CAPTURE_KEY]
+        cap.discard()
+
+
+def _warn(item: pytest.Item, message: str) -> None:
+    item.stash[WARNING_KEY] = message
+    warnings.warn(CaptureWarning(message), stacklevel=2)
+
+
+def _file_name(nodeid: str) -> str:
+    """A file name from a test id: path separators and odd characters become ``_``."""
+    name = re.sub(r"[^A-Za-z0-9_.\[\]-]+", "_", nodeid).strip("_")
+    return name[-180:]
+
+
+def _relative(path: Path) -> str:
+    try:
+        return os.path.relpath(path)
+    except ValueError:
+        return str(path)
