@@ -122,9 +122,12 @@ class Capture:
             return
         self.discarded = True
         try:
-            _call(self.router, "capture_discard", handle=self.handle, timeout=STOP_TIMEOUT_S)
-        except CaptureError:
-            pass
+            self.router.call("capture_discard", handle=self.handle, timeout=STOP_TIMEOUT_S)
+        except AgentConnectionError:
+            pass  # the router is gone, and its captures with it
+        except AgentError as exc:
+            if exc.kind != "bad_handle":
+                raise CaptureError(f"capture_discard: {exc}") from exc
 
     def __enter__(self) -> Capture:
         return self

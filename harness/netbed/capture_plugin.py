@@ -146,7 +146,10 @@ def _keep(item: pytest.Item, report: pytest.TestReport, cap: Capture) -> None:
             report.sections.append(("netbed capture", str(exc)))
         return
     finally:
-        cap.discard()
+        try:
+            cap.discard()
+        except CaptureError as exc:
+            _warn(item, f"netbed: the capture of {item.nodeid} could not be discarded: {exc}")
     artifacts = {"capture": str(result)}
     if decisions.exists():
         artifacts["decisions"] = str(decisions)
@@ -172,7 +175,10 @@ def end(item: pytest.Item) -> None:
     cap = item.stash.get(CAPTURE_KEY, None)
     if cap is not None:
         del item.stash[CAPTURE_KEY]
-        cap.discard()
+        try:
+            cap.discard()
+        except CaptureError as exc:
+            _warn(item, f"netbed: the capture of {item.nodeid} could not be discarded: {exc}")
 
 
 def _warn(item: pytest.Item, message: str) -> None:

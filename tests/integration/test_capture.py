@@ -156,3 +156,12 @@ def test_a_capture_that_cannot_start_says_why(router: Router) -> None:
     finally:
         for c in caps:
             c.discard()
+
+
+def test_discarded_captures_free_their_slot(router: Router) -> None:
+    """Start and discard twice as many captures as may exist at once: none is left behind
+    (a discard that silently failed would hit the limit at the fifth)."""
+    for _ in range(8):
+        router.capture_start().discard()
+    with router.capture_start() as cap:
+        assert cap.stop().warnings == []

@@ -181,6 +181,7 @@ class CaptureOps:
     def op_capture_discard(self, args: Args) -> dict[str, Any]:
         """Stop (if running) and delete a capture and its files."""
         handle = args.str("handle", required=True)
+        args.timeout()  # the client's wait for this reply
         args.finish()
         return {"discarded": self.discard(handle)}
 
