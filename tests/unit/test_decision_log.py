@@ -113,3 +113,16 @@ def test_logging_changes_no_decision_and_detaches() -> None:
 def test_bad_size_is_refused() -> None:
     with pytest.raises(ValueError, match="max_entries"):
         DecisionLog("to-server", 0)
+
+
+def test_a_capture_gets_the_entries_from_its_own_start(tmp_path: Path) -> None:
+    """One log serves several captures: each writes the entries from its start on."""
+    eng = engine("loss 10% seed 1")
+    log = DecisionLog("to-server")
+    attach(eng, log)
+    for i in range(10):
+        pkt = ipv4_udp(100, seq=i)
+        eng.on_packet(i, pkt, len(pkt), i * MS)
+    header = log.write(tmp_path / "late.jsonl", since_ns=6 * MS)
+    assert header["entries"] == 4
+    assert log.write(tmp_path / "all.jsonl")["entries"] == 10  # writing does not consume the log

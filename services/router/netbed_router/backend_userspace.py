@@ -125,21 +125,30 @@ class UserspaceBackend(Backend):
                 if start is not None:
                     start(max_entries)
 
-    def decisions_stop(self, directory: str) -> dict[str, dict[str, Any]]:
-        """Write each direction's log to ``directory/decisions-<direction>.jsonl`` and stop
-        logging; per direction the log's header, or why there is none."""
+    def decisions_write(self, directory: str, since_ns: int) -> dict[str, dict[str, Any]]:
+        """Write each direction's log from engine time ``since_ns`` on to
+        ``directory/decisions-<direction>.jsonl``; per direction the log's header, or why
+        there is none.  Logging goes on (``decisions_stop`` ends it)."""
         with self._lock:
-            self._decisions_max = None
             out: dict[str, dict[str, Any]] = {}
             for direction in DIRECTIONS:
                 w = self._workers.get(direction)
-                stop = getattr(w, "decisions_stop", None)
-                if w is None or stop is None:
+                write = getattr(w, "decisions_write", None)
+                if w is None or write is None:
                     out[direction] = {"entries": 0, "omitted": 0, "note": "no engine ran in this direction"}
                     continue
-                out[direction] = {**stop(f"{directory}/decisions-{direction}.jsonl"),
+                out[direction] = {**write(f"{directory}/decisions-{direction}.jsonl", since_ns),
                                   "file": f"decisions-{direction}.jsonl"}
             return out
+
+    def decisions_stop(self) -> None:
+        """Stop logging in every direction."""
+        with self._lock:
+            self._decisions_max = None
+            for w in self._workers.values():
+                stop = getattr(w, "decisions_stop", None)
+                if stop is not None:
+                    stop()
 
     def _desired_rules(self) -> dict[int, list[list[str]]]:
         rules: dict[int, list[list[str]]] = {4: [], 6: []}

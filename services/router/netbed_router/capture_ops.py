@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import json
 import os
+import threading
+import time
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -51,8 +53,11 @@ class CaptureOps:
     def __init__(self, state: RouterView, captures: CaptureTable | None = None) -> None:
         self.state = state
         self.captures = captures if captures is not None else CaptureTable()
-        # Which capture runs the decision log (one at a time: each engine has one log).
+        # Captures with a decision log, and when each started (CLOCK_MONOTONIC ns, the
+        # engines' clock).  Each engine has one log, shared: it runs while any of them does,
+        # and each capture gets the entries from its own start on.
         self.decisions: dict[str, int] = {}
+        self._decisions_lock = threading.Lock()
 
     def ops(self) -> dict[str, Any]:
         return {
@@ -108,11 +113,26 @@ class CaptureOps:
         start = getattr(self.state.backend, "decisions_start", None)
         if start is None:
             return f"no decision log on the {self.state.backend_name} backend (netem decides inside the kernel)"
-        if self.decisions:
-            return f"capture {next(iter(self.decisions))} runs the decision log already"
-        start(max_entries)
-        self.decisions[handle] = max_entries
+        with self._decisions_lock:
+            if not self.decisions:
+                start(max_entries)  # else the running log serves this capture too (its size stays)
+            self.decisions[handle] = time.monotonic_ns()
         return None
+
+    def _end_decisions(self, handle: str, directory: Path | None) -> dict[str, Any] | None:
+        """``handle``'s share of the log written to ``directory`` (None: not written); the
+        log stops when no capture wants it any more.  None if ``handle`` had no log."""
+        backend = self.state.backend
+        with self._decisions_lock:
+            since = self.decisions.pop(handle, None)
+            if since is None:
+                return None
+            written = self._write_decisions(directory, since) if directory is not None else None
+            if not self.decisions:
+                stop = getattr(backend, "decisions_stop", None)
+                if stop is not None:
+                    stop()
+            return written
 
     # -- capture_stop ---------------------------------------------------------------------
     def op_capture_stop(self, args: Args) -> dict[str, Any]:
@@ -124,16 +144,18 @@ class CaptureOps:
             result = dict(self.captures.stop(handle))
         except KeyError as exc:
             raise RequestError(str(exc.args[0]), kind="bad_handle") from None
-        if self.decisions.pop(handle, None) is not None:
-            result["decisions"] = self._write_decisions(Path(result["path"]).parent)
+        written = self._end_decisions(handle, Path(result["path"]).parent)
+        if written is not None:
+            result["decisions"] = written
         return result
 
-    def _write_decisions(self, directory: Path) -> dict[str, Any]:
-        """Have each engine write its log, then join them, in time order, into decisions.jsonl."""
-        stop = getattr(self.state.backend, "decisions_stop", None)
-        if stop is None:
+    def _write_decisions(self, directory: Path, since_ns: int) -> dict[str, Any]:
+        """Have each engine write its log from ``since_ns`` on, then join them, in time order,
+        into decisions.jsonl."""
+        write = getattr(self.state.backend, "decisions_write", None)
+        if write is None:
             return {"error": "the backend changed while the capture ran"}
-        headers: dict[str, dict[str, Any]] = stop(str(directory))
+        headers: dict[str, dict[str, Any]] = write(str(directory), since_ns)
         entries: list[dict[str, Any]] = []
         for head in headers.values():
             part = directory / str(head.get("file", ""))
@@ -187,14 +209,7 @@ class CaptureOps:
 
     def discard(self, handle: str) -> bool:
         """Stop the decision log if ``handle`` runs it, then remove the capture."""
-        if self.decisions.pop(handle, None) is not None:
-            stop = getattr(self.state.backend, "decisions_stop", None)
-            try:
-                cap = self.captures.get(handle)
-                if stop is not None:
-                    stop(str(cap.directory))  # ends the engines' logging; the files go with the directory
-            except KeyError:
-                pass
+        self._end_decisions(handle, None)
         return self.captures.discard(handle)
 
     def discard_all(self) -> int:

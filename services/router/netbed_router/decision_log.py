@@ -55,13 +55,12 @@ class DecisionLog:
         # Engine times are CLOCK_MONOTONIC; captures are wall-clock: the offset joins them.
         self.mono_to_wall_ns = time.time_ns() - time.monotonic_ns()
 
-    def write(self, path: Path) -> dict[str, Any]:
-        """Write the log as JSON lines (a header line, then one per packet, oldest first) and
-        empty it.  Returns the header."""
-        entries: list[tuple[Any, ...]] = []
-        # popleft is atomic: the engine thread may still append while this drains.
-        while self.entries:
-            entries.append(self.entries.popleft())
+    def write(self, path: Path, since_ns: int = 0) -> dict[str, Any]:
+        """Write the entries from ``since_ns`` (engine time, CLOCK_MONOTONIC ns) on as JSON
+        lines: a header line, then one per packet, oldest first.  Returns the header.  The
+        log keeps running (other captures may still want it)."""
+        # One C-level copy, atomic under the GIL: the engine thread may append meanwhile.
+        entries = [e for e in list(self.entries) if e[0] >= since_ns]
         header = {"direction": self.direction, "entries": len(entries),
                   "omitted": max(0, self.recorded - len(entries)), "max_entries": self.max_entries,
                   "mono_to_wall_ns": self.mono_to_wall_ns}

@@ -20,8 +20,10 @@ bound.  Requests:
 * ``{"op": "close"}``: release held packets, unbind, exit 0.
 * ``{"op": "decisions_start", "max_entries": N}``: log each packet's decision from now on
   (``decision_log.py``), also across engine swaps, keeping the newest N.
-* ``{"op": "decisions_stop", "path": P}``: write the log to P (JSON lines), stop logging;
-  answers the log's header (entries, omitted).  Without a log running: ``{"entries": 0}``.
+* ``{"op": "decisions_write", "path": P, "since_ns": T}``: write the entries from engine time T
+  (CLOCK_MONOTONIC ns) on to P (JSON lines); answers the log's header (entries, omitted).
+  Without a log running: ``{"entries": 0}``.
+* ``{"op": "decisions_stop"}``: stop logging (the engine is a plain ``Engine`` again).
 
 End of input (the agent died) closes the same way: the queue is unbound, so packets the
 rules still send to it are dropped (fail-closed, docs/engine.md).
@@ -110,13 +112,14 @@ class EngineHost:
             self.decisions = DecisionLog(self.name, int(req.get("max_entries", 100_000)))
             attach(w.engine, self.decisions)
             return {"started": True}
+        if op == "decisions_write":
+            if self.decisions is None:
+                return {"entries": 0, "omitted": 0, "running": False}
+            return self.decisions.write(Path(str(req["path"])), int(req.get("since_ns", 0)))
         if op == "decisions_stop":
-            log_ = self.decisions
             self.decisions = None
             detach(w.engine)
-            if log_ is None:
-                return {"entries": 0, "omitted": 0, "running": False}
-            return log_.write(Path(str(req["path"])))
+            return {"stopped": True}
         raise ValueError(f"op: unknown {op!r}")
 
     def close(self) -> None:

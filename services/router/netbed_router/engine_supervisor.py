@@ -142,13 +142,20 @@ class EngineProcess:
         except EngineDied as exc:
             log.warning("%s: engine process down (%s); the restart starts the decision log", self.name, exc)
 
-    def decisions_stop(self, path: str) -> dict[str, Any]:
-        """Write the process's decision log to ``path`` and stop logging; its header."""
-        self.decisions_max = None
+    def decisions_write(self, path: str, since_ns: int) -> dict[str, Any]:
+        """Write the process's decision log from engine time ``since_ns`` on to ``path``; its header."""
         try:
-            return self._call({"op": "decisions_stop", "path": path})
+            return self._call({"op": "decisions_write", "path": path, "since_ns": since_ns})
         except EngineDied as exc:
             return {"entries": 0, "omitted": 0, "error": f"engine process down: {exc}"}
+
+    def decisions_stop(self) -> None:
+        """Stop logging."""
+        self.decisions_max = None
+        try:
+            self._call({"op": "decisions_stop"})
+        except EngineDied:
+            pass  # a restarted process starts without the log (decisions_max is None)
 
     # -- stats ----------------------------------------------------------------------------
     def refresh_stats(self) -> bool:
