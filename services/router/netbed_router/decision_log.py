@@ -29,7 +29,7 @@ from collections import deque
 from pathlib import Path
 from typing import Any
 
-from netbed_core.packet_key import ip_key
+from netbed_core.packet_key import HASHED_BYTES, ip_key
 from netbed_core.verdicts import NF_DROP
 
 from .engine import Engine
@@ -38,8 +38,12 @@ from .engine import Engine
 DEFAULT_MAX_ENTRIES = 100_000
 MAX_MAX_ENTRIES = 1_000_000
 
+#: Bytes of each packet the log keeps to compute its key when written (IPv4 header with
+#: options, 60, or IPv6's, 40, plus the hashed payload bytes).
+KEY_BYTES = 60 + HASHED_BYTES
+
 # One entry, as stored (a tuple is the cheapest thing to append):
-# (t_ns, key, length, fate, reason, delay_ns, corrupt_byte, ecn, reordered, dup_fate, dup_delay_ns)
+# (t_ns, first KEY_BYTES bytes, length, fate, reason, delay_ns, corrupt_byte, ecn, reordered, dup_fate, dup_delay_ns)
 
 
 class DecisionLog:
@@ -73,8 +77,8 @@ class DecisionLog:
 
 def entry_dict(direction: str, e: tuple[Any, ...]) -> dict[str, Any]:
     """One stored entry as the JSON object the log file holds (absent fields omitted)."""
-    t_ns, key, length, fate, reason, delay_ns, corrupt_byte, ecn, reordered, dup_fate, dup_delay_ns = e
-    d: dict[str, Any] = {"t_ns": t_ns, "dir": direction, "key": key, "len": length, "fate": fate}
+    t_ns, head, length, fate, reason, delay_ns, corrupt_byte, ecn, reordered, dup_fate, dup_delay_ns = e
+    d: dict[str, Any] = {"t_ns": t_ns, "dir": direction, "key": ip_key(head), "len": length, "fate": fate}
     if reason is not None:
         d["reason"] = reason
     if delay_ns is not None:
@@ -97,45 +101,43 @@ class LoggedEngine(Engine):
     decision_log: DecisionLog
 
     def on_packet(self, packet_id: int, data: bytes | bytearray | memoryview, length: int, now: int) -> bool:
+        # Kept cheap: the key is computed when the log is written, from the packet's first
+        # bytes copied here; the engine's leftovers are read only where they changed.
         st = self.stats
-        before = (st.dropped_loss, st.dropped_limit, st.dropped_partition, st.duplicated, st.ecn_marked,
-                  st.reordered)
-        n_out, n_inject = len(self.out), len(self.inject)
-        seq = self.held.seq
-        key = ip_key(data)
-        accepted = super().on_packet(packet_id, data, length, now)
+        loss, limit, dup, ecn, reordered = st.dropped_loss, st.dropped_limit, st.duplicated, st.ecn_marked, st.reordered
+        out = self.out
+        n_out, n_inject = len(out), len(self.inject)
+        held = self.held
+        seq = held.seq
+        head = bytes(data[:KEY_BYTES])
+        accepted = self.__engine_on_packet(packet_id, data, length, now)
         fate, reason, delay, corrupt_byte, dup_fate, dup_delay = "pass", None, None, None, None, None
         modified: bytes | bytearray | None = None
-        for pid, verdict, payload in self.out[n_out:]:
+        for i in range(n_out, len(out)):
+            pid, verdict, payload = out[i]
             if pid == packet_id:
                 if verdict == NF_DROP:
                     fate = "drop"
+                    reason = "loss" if st.dropped_loss > loss else "limit" if st.dropped_limit > limit \
+                        else "partition"
                 modified = payload
-        if not accepted and fate == "pass" and modified is None:
-            # Neither accepted nor a verdict: held (or dropped without a verdict: not ours).
-            fate = "delay"
-        for entry in _new_held(self.held.heap, seq):
-            tts, _, pid, payload, _ = entry
-            if pid == packet_id:
-                delay, modified = tts - now, payload
-            else:
-                dup_fate, dup_delay = "delay", tts - now
-        if fate == "drop":
-            if st.dropped_partition > before[2]:
-                reason = "partition"
-            elif st.dropped_limit > before[1]:
-                reason = "limit"
-            else:
-                reason = "loss"
-        if st.duplicated > before[3] and dup_fate is None:
+        if held.seq != seq:
+            for entry in _new_held(held.heap, seq):
+                if entry[2] == packet_id:
+                    fate, delay, modified = "delay", entry[0] - now, entry[3]
+                else:
+                    dup_fate, dup_delay = "delay", entry[0] - now
+        if dup_fate is None and st.duplicated > dup:
             dup_fate = "pass" if len(self.inject) > n_inject else "drop"
         if modified is not None and len(modified) == len(data):
             corrupt_byte = _flipped_byte(data, modified)
-        self.decision_log.recorded += 1
-        self.decision_log.entries.append((now, key, length, fate, reason, delay, corrupt_byte,
-                                          st.ecn_marked > before[4], st.reordered > before[5], dup_fate,
-                                          dup_delay))
+        log = self.decision_log
+        log.recorded += 1
+        log.entries.append((now, head, length, fate, reason, delay, corrupt_byte, st.ecn_marked > ecn,
+                            st.reordered > reordered, dup_fate, dup_delay))
         return accepted
+
+    __engine_on_packet = Engine.on_packet
 
 
 def _new_held(heap: list[list[Any]], old_seq: int) -> list[list[Any]]:
