@@ -176,6 +176,12 @@ class CaptureTable:
                 cap.timer.cancel()
             warnings: list[str] = []
             dropped: dict[str, int | None] = {}
+            for s in cap.sides:  # both at once: each then flushes while the other does
+                if s.proc.poll() is not None:
+                    # It ended on its own before the stop: a write error (disk full) or a vanished interface.
+                    s.exit = f"had exited ({s.proc.returncode}) before the stop"
+                else:
+                    s.proc.send_signal(signal.SIGINT)  # tcpdump flushes its file, prints its counts, exits
             for s in cap.sides:
                 _stop_side(s)
                 dropped[s.side] = _kernel_drops(s.stderr)
@@ -298,22 +304,14 @@ def _wait_listening(s: _Side, deadline: float, timeout_s: float) -> None:
 
 
 def _stop_side(s: _Side) -> None:
-    """SIGINT (tcpdump flushes its file and prints its counts), then SIGKILL after
-    STOP_TIMEOUT_S; records the exit when it was not a clean stop."""
+    """Wait for a tcpdump sent SIGINT (``CaptureTable.stop``), SIGKILL after STOP_TIMEOUT_S;
+    records the exit when it was not a clean stop."""
     proc = s.proc
-    if proc.poll() is None:
-        try:
-            proc.send_signal(signal.SIGINT)
-        except ProcessLookupError:
-            pass
-        try:
-            proc.wait(STOP_TIMEOUT_S)
-        except subprocess.TimeoutExpired:
-            _kill(proc)
-            s.exit = f"did not stop within {STOP_TIMEOUT_S:g} s and was killed (its last packets may be lost)"
-    else:
-        # It ended on its own before the stop: a write error (disk full) or a vanished interface.
-        s.exit = f"had exited ({proc.returncode}) before the stop"
+    try:
+        proc.wait(STOP_TIMEOUT_S)
+    except subprocess.TimeoutExpired:
+        _kill(proc)
+        s.exit = f"did not stop within {STOP_TIMEOUT_S:g} s and was killed (its last packets may be lost)"
     if proc.stderr is not None:
         try:
             s.stderr.extend(proc.stderr.read().decode(errors="replace").splitlines())
