@@ -66,6 +66,8 @@ def test_loss_shows_as_packets_entering_but_not_leaving(client: Host, server: Ho
     entered = [k for k, _ in udp_to(packets, "client", port)]
     left = [k for k, _ in udp_to(packets, "server", port)]
     assert len(entered) == len(set(entered)) == COUNT
+    by_side = capture.keys_by_side(packets)  # the helper the README names finds the same keys
+    assert set(entered) <= set(by_side["client"]) and set(left) <= set(by_side["server"])
     assert set(left) <= set(entered)
     assert len(left) == len(run.arrivals)  # what the server's socket got is what left the router
     assert 0 < len(left) < COUNT
