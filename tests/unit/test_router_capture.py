@@ -109,3 +109,15 @@ def test_no_process_is_left_after_discard(tmp_path: Path) -> None:
     for pid in pids:
         with pytest.raises(ProcessLookupError):
             os.kill(pid, 0)
+
+
+def test_an_agent_start_kills_the_tcpdumps_an_earlier_agent_left(tmp_path: Path) -> None:
+    """The agent was killed, its tcpdumps were not: the next agent's table kills them and
+    deletes their files."""
+    earlier = table(tmp_path, LISTENS_UNTIL_INTERRUPTED)
+    cap = earlier.start(IFS)
+    procs = [s.proc for s in cap.sides]
+    later = CaptureTable(root=tmp_path / "captures")
+    assert later.reap_leftovers() == 2
+    assert [p.wait(10) for p in procs] == [-9, -9]
+    assert not (tmp_path / "captures").exists()

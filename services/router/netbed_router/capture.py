@@ -251,6 +251,28 @@ class CaptureTable:
         shutil.rmtree(cap.directory, ignore_errors=True)
         return True
 
+    def reap_leftovers(self) -> int:
+        """At agent start: kill tcpdumps an earlier agent left writing under ``root`` (it was
+        killed; its children were not) and delete what they wrote.  How many were killed."""
+        killed = 0
+        marker = str(self.root) + "/"
+        for entry in Path("/proc").iterdir():
+            if not entry.name.isdigit():
+                continue
+            try:
+                argv = (entry / "cmdline").read_bytes().split(b"\0")
+            except OSError:
+                continue  # ended meanwhile, or not ours to read
+            # A capture's tcpdump, whatever runs it: it writes (-w) under our root.
+            if b"-w" in argv and any(a.decode(errors="replace").startswith(marker) for a in argv):
+                try:
+                    os.kill(int(entry.name), signal.SIGKILL)
+                    killed += 1
+                except (ProcessLookupError, PermissionError):
+                    pass
+        shutil.rmtree(self.root, ignore_errors=True)
+        return killed
+
     def get(self, handle: str) -> Capture:
         with self._lock:
             cap = self._captures.get(handle)

@@ -84,6 +84,9 @@ def setup() -> None:
     `netbed up` fails instead of reporting a testbed that cannot impair.  With ``auto`` a
     failed backend leaves the agent answering (forwarding works; impair requests answer
     with the reason)."""
+    leftovers = CAPTURES.captures.reap_leftovers()
+    if leftovers:
+        log.warning("killed %d tcpdump(s) an earlier agent left capturing", leftovers)
     forced = os.environ.get("NETBED_BACKEND", "auto")
     if forced not in ("auto", "kernel", "userspace"):
         raise BackendUnavailable(f"NETBED_BACKEND={forced!r}: expected auto, kernel or userspace")
