@@ -81,12 +81,19 @@ class Capture:
     def stop(self) -> CaptureResult:
         """Stop capturing and merge the pcapng on the router (idempotent)."""
         if self.result is None:
-            r = _call(self.router, "capture_stop", handle=self.handle, timeout=STOP_TIMEOUT_S)
-            self.result = CaptureResult(size=r["size"], packets=r.get("packets"), seconds=r.get("seconds", 0.0),
-                                        dropped_by_kernel=r.get("dropped_by_kernel", {}),
-                                        warnings=list(r.get("warnings", [])), decisions=r.get("decisions"),
-                                        raw=r)
+            self.result = _result(_call(self.router, "capture_stop", handle=self.handle, timeout=STOP_TIMEOUT_S))
         return self.result
+
+    def snapshot(self, since_ns: int, until_ns: int | None = None, *, decisions: bool = True) -> Capture:
+        """A stopped capture holding this running capture's packets from ``since_ns`` to
+        ``until_ns`` (wall clock ns, ``time.time_ns()``: the testbed shares this machine's
+        clock; None: now), and the decision log over the same span; this one keeps running.
+        ``result.raw["complete"]`` is False when the ring had already overwritten part of it."""
+        r = _call(self.router, "capture_snapshot", handle=self.handle, since_ns=since_ns, until_ns=until_ns,
+                  decisions=decisions, timeout=STOP_TIMEOUT_S)
+        snap = Capture(self.router, {**r, "decisions": bool(r.get("decisions"))})
+        snap.result = _result(r)
+        return snap
 
     def fetch(self, path: str | Path, *, decisions: str | Path | None = None) -> Path:
         """Copy the pcapng (stopping the capture first if needed) to ``path``, and the
@@ -137,16 +144,29 @@ class Capture:
         self.discard()
 
 
+def _result(r: dict[str, Any]) -> CaptureResult:
+    return CaptureResult(size=r["size"], packets=r.get("packets"), seconds=r.get("seconds", 0.0),
+                         dropped_by_kernel=r.get("dropped_by_kernel", {}), warnings=list(r.get("warnings", [])),
+                         decisions=r.get("decisions") if isinstance(r.get("decisions"), dict) else None, raw=r)
+
+
 def start(router: CaptureHost, *, direction: str = "both", ring_mb: int | None = None,
-          decisions: bool = False, max_seconds: float | None = None) -> Capture:
+          decisions: bool = False, max_seconds: float | None = None, survives_reset: bool = False) -> Capture:
     """Start capturing at ``router``; raises CaptureError naming why it cannot (no tcpdump,
-    no permission, no space, too many captures)."""
-    args: dict[str, Any] = {"direction": direction, "decisions": decisions, "timeout": START_TIMEOUT_S}
+    no permission, no space, too many captures).  ``survives_reset``: the router's ``reset``
+    keeps it (a pytest session's capture, cut per test with ``snapshot``)."""
+    args: dict[str, Any] = {"direction": direction, "decisions": decisions, "timeout": START_TIMEOUT_S,
+                            "survives_reset": survives_reset}
     if ring_mb is not None:
         args["ring_mb"] = ring_mb
     if max_seconds is not None:
         args["max_seconds"] = max_seconds
     return Capture(router, _call(router, "capture_start", **args))
+
+
+def discard_all(router: CaptureHost) -> int:
+    """Discard every capture at ``router`` (what a killed session left); how many."""
+    return int(_call(router, "capture_discard", all=True, timeout=STOP_TIMEOUT_S)["discarded"])
 
 
 def _call(router: CaptureHost, op: str, **args: Any) -> dict[str, Any]:

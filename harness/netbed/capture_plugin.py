@@ -3,21 +3,27 @@
 Every test that uses the testbed is captured at the router (both data interfaces, one
 pcapng, ``netbed.capture``), with the userspace engine's decision log:
 
-* ``failed`` (default): kept for tests whose call fails, deleted for the others;
+* ``failed`` (default): kept for tests whose call fails, nothing kept for the others;
 * ``all``: kept for every test;
 * ``off``: no capture.
+
+How, cheaply: the session runs ONE capture at the router (started at its first test, kept
+across the per-test resets, a ring of ``RING_MB``), and a test whose capture is kept gets a
+*snapshot* of it, the packets and decisions from the test's start to the end of its call.
+A passing test costs no router call at all.  Should the ring have overwritten the start of
+a long test, the report says so.
 
 Kept files go to ``reports/captures/run-<id>/<test>.pcapng`` (and ``<test>.decisions.jsonl``);
 a failing test's report names them (section "netbed capture") and its ``user_properties``
 carry them (``netbed_capture``, ``netbed_decisions``).  Retention: a session deletes the run
 folders beyond the newest ``KEEP_RUNS`` when it starts, so ``reports/captures`` never
-grows without bound; each capture is bounded by its ring (``RING_MB``).
+grows without bound.
 
-A capture that cannot start or be fetched (no tcpdump, no permission, a full disk, a router
+A capture that cannot start or be kept (no tcpdump, no permission, a full disk, a router
 that does not answer) is a ``CaptureWarning`` in the report: it never fails a test, and
 every router call it makes has a timeout, so it cannot hang one.
-``@pytest.mark.netbed_capture(decisions=False, ring_mb=..., direction=...)`` sets one test's
-capture; ``@pytest.mark.netbed_capture(enabled=False)`` switches it off.
+``@pytest.mark.netbed_capture(decisions=False)`` keeps no decision log for one test;
+``@pytest.mark.netbed_capture(enabled=False)`` keeps nothing for it.
 """
 
 from __future__ import annotations
@@ -25,6 +31,7 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import time
 import uuid
 import warnings
 from pathlib import Path
@@ -32,19 +39,24 @@ from typing import Any
 
 import pytest
 
+from . import capture
 from .capture import Capture
 from .errors import CaptureError, NetbedError
 from .host import Router
 
 MODES = ("failed", "all", "off")
-#: Ring buffer of a per-test capture, MB (the newest packets are kept).
-RING_MB = 32
+#: Ring buffer of the session's capture at the router, MB (the newest packets are kept).
+RING_MB = 64
+#: The session's capture stops itself after this long if the session dies without stopping it, s.
+SESSION_MAX_SECONDS = 6 * 3600.0
 #: Run folders kept under reports/captures (the newest; older ones are deleted at session start).
 KEEP_RUNS = 5
-CAPTURE_KEY = pytest.StashKey[Capture]()
+START_KEY = pytest.StashKey[int]()
 WARNING_KEY = pytest.StashKey[str]()
 #: {name: path} of what was kept for a test (for the run's report).
 ARTIFACTS_KEY = pytest.StashKey[dict[str, str]]()
+#: The session's capture (on the config: one per session, and per xdist worker).
+SESSION_KEY = pytest.StashKey["Capture | None"]()
 
 
 class CaptureWarning(UserWarning):
@@ -62,8 +74,8 @@ def addoption(group: Any) -> None:
 def configure(config: pytest.Config) -> None:
     config.addinivalue_line(
         "markers",
-        "netbed_capture(enabled=True, decisions=True, ring_mb=32, direction='both'): this test's capture "
-        "at the router (see --netbed-capture)",
+        "netbed_capture(enabled=True, decisions=True): keep this test's capture at the router and its "
+        "decision log (see --netbed-capture)",
     )
 
 
@@ -103,42 +115,65 @@ def sessionstart(session: pytest.Session) -> None:
         prune(run_dir(session.config).parent)
 
 
-def begin(router: Router, item: pytest.Item) -> None:
-    """Start this test's capture (before its impairment is applied); a failure is a warning."""
+def _wanted(item: pytest.Item) -> dict[str, Any] | None:
+    """This test's capture options, or None when it keeps no capture."""
     if _mode(item.config) == "off":
-        return
+        return None
     marker = item.get_closest_marker("netbed_capture")
     opts = dict(marker.kwargs) if marker is not None else {}
-    if not opts.pop("enabled", True):
+    return opts if opts.pop("enabled", True) else None
+
+
+def begin(router: Router, item: pytest.Item) -> None:
+    """Before the test (and its impairment): make sure the session's capture runs and note
+    when this test starts.  A capture that cannot start is a warning."""
+    if _wanted(item) is None:
         return
-    try:
-        cap = router.capture_start(direction=opts.pop("direction", "both"),
-                                   ring_mb=opts.pop("ring_mb", RING_MB), decisions=opts.pop("decisions", True))
-    except (CaptureError, NetbedError, OSError) as exc:
-        _warn(item, f"netbed: no capture for {item.nodeid}: {exc}")
-        return
-    item.stash[CAPTURE_KEY] = cap
+    config = item.config
+    cap = config.stash.get(SESSION_KEY, None)
+    if cap is None or cap.router is not router:
+        try:
+            if SESSION_KEY not in config.stash:
+                capture.discard_all(router)  # whatever a killed session left at this router
+            cap = capture.start(router, ring_mb=RING_MB, decisions=True, survives_reset=True,
+                                max_seconds=SESSION_MAX_SECONDS)
+        except (CaptureError, NetbedError, OSError) as exc:
+            config.stash[SESSION_KEY] = None
+            _warn(item, f"netbed: no capture for {item.nodeid}: {exc}")
+            return
+        config.stash[SESSION_KEY] = cap
+    item.stash[START_KEY] = time.time_ns()
 
 
 def makereport(item: pytest.Item, report: pytest.TestReport) -> None:
     """After the call: keep the capture (failed, or --netbed-capture=all) and name it in the report."""
     if report.when != "call":
         return
-    cap = item.stash.get(CAPTURE_KEY, None)
+    start = item.stash.get(START_KEY, None)
+    cap = item.config.stash.get(SESSION_KEY, None)
+    opts = _wanted(item)
     keep = report.failed or _mode(item.config) == "all"
-    if cap is not None and keep:
-        del item.stash[CAPTURE_KEY]
-        _keep(item, report, cap)
+    if start is not None and cap is not None and opts is not None and keep:
+        _keep(item, report, cap, start, bool(opts.get("decisions", True)))
     note = item.stash.get(WARNING_KEY, None)
     if note is not None and report.failed:
         report.sections.append(("netbed capture", note))
 
 
-def _keep(item: pytest.Item, report: pytest.TestReport, cap: Capture) -> None:
+def _keep(item: pytest.Item, report: pytest.TestReport, session_cap: Capture, start_ns: int,
+          decisions_wanted: bool) -> None:
     name = _file_name(item.nodeid)
     pcap, decisions = run_dir(item.config) / f"{name}.pcapng", run_dir(item.config) / f"{name}.decisions.jsonl"
     try:
-        result = cap.fetch(pcap, decisions=decisions)
+        cap = session_cap.snapshot(start_ns, time.time_ns(), decisions=decisions_wanted)
+    except (CaptureError, NetbedError, OSError) as exc:
+        item.config.stash[SESSION_KEY] = None  # gone (the router restarted?): the next test starts one
+        _warn(item, f"netbed: the capture of {item.nodeid} could not be kept: {exc}")
+        if report.failed:
+            report.sections.append(("netbed capture", str(exc)))
+        return
+    try:
+        result = cap.fetch(pcap, decisions=decisions if decisions_wanted else None)
         stopped = cap.stop()
     except (CaptureError, NetbedError, OSError) as exc:
         _warn(item, f"netbed: the capture of {item.nodeid} could not be kept: {exc}")
@@ -160,8 +195,11 @@ def _keep(item: pytest.Item, report: pytest.TestReport, cap: Capture) -> None:
     if "decisions" in artifacts:
         lines.append(f"decision log: {_relative(decisions)} "
                      f"({(stopped.decisions or {}).get('entries', 0)} packets the engine decided on)")
-    elif cap.decisions_note:
-        lines.append(f"decision log: none ({cap.decisions_note})")
+    elif decisions_wanted and session_cap.decisions_note:
+        lines.append(f"decision log: none ({session_cap.decisions_note})")
+    if stopped.raw.get("complete") is False:
+        lines.append(f"the ring ({session_cap.ring_mb} MB) had already overwritten the start of this test: "
+                     "its first packets are missing")
     lost = {side: n for side, n in stopped.dropped_by_kernel.items() if n}
     if lost:
         lines.append(f"the capture itself missed packets (tcpdump, dropped by kernel): {lost}")
@@ -170,15 +208,16 @@ def _keep(item: pytest.Item, report: pytest.TestReport, cap: Capture) -> None:
         report.sections.append(("netbed capture", "\n".join(lines)))
 
 
-def end(item: pytest.Item) -> None:
-    """At teardown: a capture nobody kept is discarded (passing test, or a failed set-up)."""
-    cap = item.stash.get(CAPTURE_KEY, None)
+def session_end(config: pytest.Config) -> None:
+    """When the session's testbed is about to go: stop and discard the session's capture."""
+    cap = config.stash.get(SESSION_KEY, None)
+    config.stash[SESSION_KEY] = None
     if cap is not None:
-        del item.stash[CAPTURE_KEY]
         try:
             cap.discard()
         except CaptureError as exc:
-            _warn(item, f"netbed: the capture of {item.nodeid} could not be discarded: {exc}")
+            warnings.warn(CaptureWarning(f"netbed: the session's capture could not be discarded: {exc}"),
+                          stacklevel=2)
 
 
 def _warn(item: pytest.Item, message: str) -> None:

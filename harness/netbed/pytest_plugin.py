@@ -97,7 +97,10 @@ def netbed_session(
         reaper.start_watcher(tb.owner, tb.instance)
     with tb:
         tb.router.reset()  # whatever an earlier session or user left impaired
-        yield tb
+        try:
+            yield tb
+        finally:
+            capture_plugin.session_end(pytestconfig)
 
 
 def reset_testbed(tb: Testbed) -> None:
@@ -158,8 +161,8 @@ def _marker_netem(request: pytest.FixtureRequest) -> tuple[Netem, str, str | Non
 def testbed(netbed_session: Testbed, request: pytest.FixtureRequest) -> Iterator[Testbed]:
     """The running testbed; after the test, sockets are closed and the router reset.
 
-    A `@pytest.mark.netem(...)` marker is applied before the test starts, after the test's
-    capture at the router has started (--netbed-capture, capture_plugin.py).
+    A `@pytest.mark.netem(...)` marker is applied before the test starts, after the
+    session's capture at the router has noted the test's start (--netbed-capture, capture_plugin.py).
     """
     try:
         capture_plugin.begin(netbed_session.router, request.node)
@@ -169,10 +172,7 @@ def testbed(netbed_session: Testbed, request: pytest.FixtureRequest) -> Iterator
             netbed_session.router.impair(text, direction=direction, match=match)
         yield netbed_session
     finally:
-        try:
-            capture_plugin.end(request.node)
-        finally:
-            reset_testbed(netbed_session)
+        reset_testbed(netbed_session)
 
 
 @pytest.hookimpl(hookwrapper=True)

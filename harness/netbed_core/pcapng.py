@@ -18,7 +18,7 @@ import heapq
 import struct
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from typing import IO
+from typing import IO, Any
 
 __all__ = [
     "Packet", "PcapError", "PcapngWriter", "merge_pcaps", "read_pcap", "read_pcapng",
@@ -137,29 +137,42 @@ class PcapngWriter:
         self.packets += 1
 
 
-def merge_pcaps(out: IO[bytes], sources: Iterable[tuple[str, Iterable[IO[bytes]]]]) -> int:
-    """Merge classic pcap files into one pcapng on ``out``, in timestamp order.
+def merge_pcaps(out: IO[bytes], sources: Iterable[tuple[str, Iterable[IO[bytes]]]], *,
+                since_ns: int | None = None, until_ns: int | None = None) -> dict[str, Any]:
+    """Merge classic pcap files into one pcapng on ``out``, in timestamp order, keeping the
+    packets from ``since_ns`` to ``until_ns`` (None: no bound).
 
     ``sources``: per interface, its name and its pcap files (a tcpdump ring buffer: any
     order; each file is sorted in itself).  Streams: memory does not grow with the files.
-    Returns the number of packets written."""
+    Returns ``packets`` (written), ``oldest_ns`` (the oldest packet in the files, kept or
+    not; None if none) and ``wrapped`` (True if an interface has more than one file: its
+    ring may have overwritten older packets)."""
     writer = PcapngWriter(out)
     streams: list[Iterator[tuple[int, int, Packet]]] = []
+    oldest: int | None = None
+    wrapped = False
     for name, files in sources:
         iface = -1
+        nonempty = 0
         for f in files:
             it = read_pcap(f, name)
             first = next(it, None)
             if first is None:
                 continue
+            nonempty += 1
+            oldest = first.ts_ns if oldest is None else min(oldest, first.ts_ns)
             if iface < 0:
                 iface = writer.add_interface(name, first.linktype)
             streams.append(_keyed(iface, first, it))
+        wrapped = wrapped or nonempty > 1
         if iface < 0:
             writer.add_interface(name)  # captured nothing: the interface is still named
-    for _, iface, pkt in heapq.merge(*streams, key=lambda t: t[0]):
-        writer.write_packet(iface, pkt.ts_ns, pkt.data, pkt.orig_len)
-    return writer.packets
+    lo = since_ns if since_ns is not None else -1
+    hi = until_ns if until_ns is not None else 1 << 64
+    for ts, iface, pkt in heapq.merge(*streams, key=lambda t: t[0]):
+        if lo <= ts <= hi:
+            writer.write_packet(iface, pkt.ts_ns, pkt.data, pkt.orig_len)
+    return {"packets": writer.packets, "oldest_ns": oldest, "wrapped": wrapped}
 
 
 def _keyed(iface: int, first: Packet, rest: Iterator[Packet]) -> Iterator[tuple[int, int, Packet]]:

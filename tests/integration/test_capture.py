@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import socket
 import struct
+import time
 from pathlib import Path
 
 import pytest
@@ -142,23 +143,55 @@ def test_unknown_handles_and_reads_of_running_captures_are_refused(router: Route
             capture._call(router, "capture_read", handle=cap.handle, file="decisions")
 
 
-@pytest.mark.netbed_capture(enabled=False)  # the test counts the router's captures itself
 def test_a_capture_that_cannot_start_says_why(router: Router) -> None:
     """No tcpdump on the router: capture_start fails at once, naming tcpdump, and leaves no
-    capture behind (four more can still start, the limit)."""
+    capture behind."""
     router.run(["mv", "/usr/bin/tcpdump", "/usr/bin/tcpdump.netbed-test"], timeout=10, check=True)
     try:
         with pytest.raises(CaptureError, match="tcpdump"):
             router.capture_start()
     finally:
         router.run(["mv", "/usr/bin/tcpdump.netbed-test", "/usr/bin/tcpdump"], timeout=10, check=True)
-    caps = [router.capture_start() for _ in range(4)]
+    router.capture_start().discard()  # its slot was freed
+
+
+def test_the_number_of_captures_is_bounded_and_reset_frees_them(router: Router) -> None:
+    """At most 4 captures exist (the session's own may be one of them); `reset` discards all
+    but a session's (started with survives_reset)."""
+    survivor = capture.start(router, survives_reset=True)
+    caps = []
     try:
         with pytest.raises(CaptureError, match="4 captures exist already"):
-            router.capture_start()
+            for _ in range(4):
+                caps.append(router.capture_start())
+        router.reset()
+        caps.append(router.capture_start())  # room again
+        assert survivor.snapshot(0).result is not None  # the survivor still runs
     finally:
+        survivor.discard()
         for c in caps:
             c.discard()
+
+
+def test_a_snapshot_holds_the_span_asked_for_and_the_capture_goes_on(client: Host, server: Host,
+                                                                    router: Router, tmp_path: Path) -> None:
+    """Two bursts; a snapshot of the time between them holds the second burst only, and the
+    capture keeps running (a later snapshot has both)."""
+    with capture.start(router) as cap:
+        run_sequence(client, server, 10, 200.0, expect=10)
+        between = time.time_ns()
+        run_sequence(client, server, 20, 200.0, expect=20)
+        second = cap.snapshot(between).fetch(tmp_path / "second.pcapng")
+        both = cap.snapshot(0).fetch(tmp_path / "both.pcapng")
+    ports_second = {sequence_port_of(p) for p in capture.read(second)} - {None}
+    ports_both = {sequence_port_of(p) for p in capture.read(both)} - {None}
+    assert len(ports_second) == 1 and len(ports_both) == 2 and ports_second < ports_both
+
+
+def sequence_port_of(p: Packet) -> int | None:
+    if p.data[12:14] != b"\x08\x00" or p.data[14 + 9] != socket.IPPROTO_UDP:
+        return None
+    return int(struct.unpack("!H", p.data[14 + 22:14 + 24])[0])
 
 
 def test_discarded_captures_free_their_slot(router: Router) -> None:

@@ -45,7 +45,7 @@ def test_merge_orders_two_interfaces_by_time_and_reads_microsecond_pcaps() -> No
     client = [pcap([(10_000, b"c1"), (30_000, b"c2")], nano=False), pcap([(50_000, b"c3")], order=">")]
     server = [pcap([(20_000, b"s1"), (40_000, b"s2")])]
     out = io.BytesIO()
-    assert merge_pcaps(out, [("eth1", client), ("eth2", server)]) == 5
+    assert merge_pcaps(out, [("eth1", client), ("eth2", server)])["packets"] == 5
     out.seek(0)
     assert [(p.interface, p.data) for p in read_pcapng(out)] == [
         ("eth1", b"c1"), ("eth2", b"s1"), ("eth1", b"c2"), ("eth2", b"s2"), ("eth1", b"c3")]

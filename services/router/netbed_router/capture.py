@@ -95,6 +95,8 @@ class Capture:
     sides: list[_Side] = field(default_factory=list)
     result: dict[str, Any] | None = None
     timer: threading.Timer | None = None
+    #: Kept by ``reset`` (a pytest session's own capture, which it cuts per test with snapshot).
+    survives_reset: bool = False
 
     @property
     def path(self) -> Path:
@@ -149,7 +151,7 @@ class CaptureTable:
         for side in ("client", "server"):
             ifname = cap.interfaces[side]
             argv = [self.tcpdump, "-n", "-Z", "root", "-i", ifname, "-s", "0", "-B", "4096",
-                    "--time-stamp-precision", "nano", "--immediate-mode", "-C", str(file_mb), "-W", str(files),
+                    "--time-stamp-precision", "nano", "--immediate-mode", "-U", "-C", str(file_mb), "-W", str(files),
                     "-w", str(cap.directory / f"{side}.pcap")]
             q = DIRECTION_FILTERS[cap.direction][side]
             if q is not None:
@@ -189,7 +191,7 @@ class CaptureTable:
                     warnings.append(f"tcpdump on {s.ifname} ({s.side} side) {s.exit}: "
                                     f"{' '.join(s.stderr[-3:])}".rstrip(": "))
             try:
-                packets = self._merge(cap)
+                packets: int | None = self._merge(cap)["packets"]
             except OSError as exc:
                 # A full disk (ENOSPC) or similar: say so; what was merged so far is kept.
                 warnings.append(f"merging the capture failed: {exc.strerror or exc}")
@@ -212,7 +214,44 @@ class CaptureTable:
             }
             return cap.result
 
-    def _merge(self, cap: Capture) -> int:
+    def snapshot(self, handle: str, since_ns: int, until_ns: int | None = None) -> Capture:
+        """A new, stopped capture holding the packets of running capture ``handle`` captured
+        from ``since_ns`` to ``until_ns`` (wall clock, ns; None: now); ``handle`` keeps
+        running.  Its result's ``complete`` is False when the ring had already dropped packets
+        from after ``since_ns`` (the ring's oldest packet is newer than that)."""
+        src = self.get(handle)
+        if src.result is not None:
+            raise CaptureError(f"capture {handle} is stopped: a snapshot needs a running capture")
+        with self._lock:
+            if len(self._captures) >= MAX_CAPTURES:
+                raise CaptureError(f"capture: {MAX_CAPTURES} captures exist already; discard one first")
+            h = secrets.token_hex(6)
+            snap = Capture(h, self.root / h, src.direction, src.ring_mb, dict(src.interfaces), time.time(),
+                           time.monotonic(), 0.0)
+            self._captures[snap.handle] = snap
+        try:
+            snap.directory.mkdir(parents=True)
+            warnings = [f"tcpdump on {s.ifname} ({s.side} side) has exited ({s.proc.returncode}): the capture "
+                        "ends there" for s in src.sides if s.proc.poll() is not None]
+            stats = self._merge(src, snap.path, since_ns, until_ns)
+        except BaseException:
+            self.discard(snap.handle)
+            raise
+        oldest = stats["oldest_ns"]
+        snap.result = {
+            "handle": snap.handle, "path": str(snap.path), "size": snap.path.stat().st_size,
+            "packets": stats["packets"], "interfaces": dict(src.interfaces), "direction": src.direction,
+            "ring_mb": src.ring_mb, "seconds": round(((until_ns or time.time_ns()) - since_ns) / 1e9, 3),
+            "started": since_ns / 1e9, "dropped_by_kernel": {}, "warnings": warnings, "of": handle,
+            "complete": oldest is None or oldest <= since_ns or stats["wrapped"] is False,
+        }
+        return snap
+
+    def _merge(self, cap: Capture, out_path: Path | None = None, since_ns: int | None = None,
+               until_ns: int | None = None) -> dict[str, Any]:
+        """Merge ``cap``'s ring files (those of a running capture as far as tcpdump has
+        written them: it writes each packet at once, -U) into ``out_path`` (default: the
+        capture's own pcapng), keeping packets from ``since_ns`` to ``until_ns``."""
         sources: list[tuple[str, list[IO[bytes]]]] = []
         opened: list[IO[bytes]] = []
         try:
@@ -223,8 +262,8 @@ class CaptureTable:
                     opened.append(fh)
                     files.append(fh)
                 sources.append((f"{cap.interfaces[side]} ({side} side)", files))
-            with cap.path.open("wb") as out:
-                return merge_pcaps(out, sources)
+            with (out_path or cap.path).open("wb") as out:
+                return merge_pcaps(out, sources, since_ns=since_ns, until_ns=until_ns)
         finally:
             for opened_file in opened:
                 opened_file.close()

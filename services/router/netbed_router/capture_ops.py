@@ -63,6 +63,7 @@ class CaptureOps:
         return {
             "capture_start": self.op_capture_start,
             "capture_stop": self.op_capture_stop,
+            "capture_snapshot": self.op_capture_snapshot,
             "capture_read": self.op_capture_read,
             "capture_discard": self.op_capture_discard,
         }
@@ -93,6 +94,7 @@ class CaptureOps:
         max_seconds = args.float("max_seconds", DEFAULT_MAX_SECONDS, minimum=1.0, maximum=MAX_MAX_SECONDS)
         decisions = args.bool("decisions", False)
         max_entries = args.int("max_decisions", DEFAULT_MAX_ENTRIES, minimum=1, maximum=MAX_MAX_ENTRIES)
+        survives_reset = args.bool("survives_reset", False)
         start_timeout = args.timeout(START_TIMEOUT_S)
         args.finish()
         if direction not in DIRECTION_FILTERS:
@@ -104,6 +106,7 @@ class CaptureOps:
                                       start_timeout_s=start_timeout)
         except CaptureError as exc:
             raise RequestError(str(exc), kind="command_failed") from None
+        cap.survives_reset = survives_reset
         note = self._start_decisions(cap.handle, max_entries) if decisions else None
         return {"handle": cap.handle, "interfaces": interfaces, "direction": direction, "ring_mb": ring_mb,
                 "max_seconds": max_seconds, "decisions": decisions and note is None, "decisions_note": note}
@@ -118,6 +121,32 @@ class CaptureOps:
                 start(max_entries)  # else the running log serves this capture too (its size stays)
             self.decisions[handle] = time.monotonic_ns()
         return None
+
+    # -- capture_snapshot -----------------------------------------------------------------
+    def op_capture_snapshot(self, args: Args) -> dict[str, Any]:
+        """A stopped copy of a running capture's packets from ``since_ns`` to ``until_ns``
+        (wall clock ns), with its decision log over the same span; the capture keeps running.
+        Answers as ``capture_stop`` does, for the new ``handle``."""
+        handle = args.str("handle", required=True)
+        since_ns = args.int("since_ns", required=True, minimum=0)
+        until_ns = args.opt_int("until_ns", minimum=0)
+        decisions = args.bool("decisions", True)
+        args.timeout()  # the client's wait for this reply
+        args.finish()
+        try:
+            snap = self.captures.snapshot(handle, since_ns, until_ns)
+        except KeyError as exc:
+            raise RequestError(str(exc.args[0]), kind="bad_handle") from None
+        except CaptureError as exc:
+            raise RequestError(str(exc), kind="command_failed") from None
+        assert snap.result is not None
+        if decisions and handle in self.decisions:
+            mono_to_wall = time.time_ns() - time.monotonic_ns()
+            until_mono = None if until_ns is None else until_ns - mono_to_wall
+            with self._decisions_lock:
+                snap.result["decisions"] = self._write_decisions(snap.directory, since_ns - mono_to_wall,
+                                                                 until_mono)
+        return dict(snap.result)
 
     def _end_decisions(self, handle: str, directory: Path | None) -> dict[str, Any] | None:
         """``handle``'s share of the log written to ``directory`` (None: not written); the
@@ -149,9 +178,9 @@ class CaptureOps:
             result["decisions"] = written
         return result
 
-    def _write_decisions(self, directory: Path, since_ns: int) -> dict[str, Any]:
-        """Have each engine write its log from ``since_ns`` on, then join them, in time order,
-        into decisions.jsonl."""
+    def _write_decisions(self, directory: Path, since_ns: int, until_ns: int | None = None) -> dict[str, Any]:
+        """Have each engine write its log from ``since_ns`` on (engine time), then join them,
+        in time order and up to ``until_ns``, into decisions.jsonl."""
         write = getattr(self.state.backend, "decisions_write", None)
         if write is None:
             return {"error": "the backend changed while the capture ran"}
@@ -164,6 +193,8 @@ class CaptureOps:
                     next(f, None)  # the direction's header: kept in `headers`
                     entries.extend(json.loads(line) for line in f if line.strip())
                 part.unlink()
+        if until_ns is not None:
+            entries = [e for e in entries if e["t_ns"] <= until_ns]
         entries.sort(key=lambda e: e["t_ns"])
         path = directory / DECISIONS_FILE
         with path.open("w") as f:
@@ -202,9 +233,14 @@ class CaptureOps:
 
     def op_capture_discard(self, args: Args) -> dict[str, Any]:
         """Stop (if running) and delete a capture and its files."""
-        handle = args.str("handle", required=True)
+        handle = args.str("handle", required=False, default="")
+        every = args.bool("all", False)
         args.timeout()  # the client's wait for this reply
         args.finish()
+        if every == bool(handle):
+            raise RequestError("capture_discard: give exactly one of 'handle' or 'all': true")
+        if every:
+            return {"discarded": self.discard_all(keep_survivors=False)}
         return {"discarded": self.discard(handle)}
 
     def discard(self, handle: str) -> bool:
@@ -212,6 +248,15 @@ class CaptureOps:
         self._end_decisions(handle, None)
         return self.captures.discard(handle)
 
-    def discard_all(self) -> int:
-        """Remove every capture (``reset``); how many there were."""
-        return sum(self.discard(h) for h in self.captures.handles())
+    def discard_all(self, *, keep_survivors: bool = True) -> int:
+        """Remove every capture (``reset``: except those started with ``survives_reset``);
+        how many there were."""
+        handles = [h for h in self.captures.handles()
+                   if not (keep_survivors and getattr(self._find(h), "survives_reset", False))]
+        return sum(self.discard(h) for h in handles)
+
+    def _find(self, handle: str) -> Any:
+        try:
+            return self.captures.get(handle)
+        except KeyError:
+            return None
