@@ -6,9 +6,9 @@
 
 1. Suite wall time: the same pytest run (default: a representative subset of the integration
    suite, ``SUBSET`` below: 22 tests of ports, raw sockets and markers, every one using the
-   testbed) with ``--netbed-capture=off``, ``failed`` (the default: every test captured,
-   the capture discarded when it passes) and ``all`` (every test captured, fetched and
-   kept: the most expensive mode), rotated ``--rounds`` times so that machine load hits
+   testbed) with ``--netbed-capture=off``, ``failed`` (the default: the session's capture
+   runs throughout, a failing test's span is fetched; here every test passes) and ``all``
+   (every test's span snapshotted, fetched and kept: the most expensive mode), rotated ``--rounds`` times so that machine load hits
    each alike; the ratios of the medians to off.  Kept captures go to a temporary folder,
    deleted at the end.
 2. Engine, decision log on vs off: packets per second through ``Engine.on_packet`` (pure,
@@ -42,8 +42,12 @@ def suite_seconds(instance: str, mode: str, tests: list[str], capture_dir: str) 
     t0 = time.monotonic()
     proc = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, timeout=3600)
     seconds = time.monotonic() - t0
-    if proc.returncode != 0:
-        raise RuntimeError(f"pytest --netbed-capture={mode} failed:\n{proc.stdout[-3000:]}")
+    if proc.returncode not in (0, 1):
+        raise RuntimeError(f"pytest --netbed-capture={mode} could not run:\n{proc.stdout[-3000:]}")
+    if proc.returncode == 1:
+        # A test that fails under load (timing) still ran: the wall time counts; say which.
+        summary = [line for line in proc.stdout.splitlines() if line.startswith("FAILED")]
+        print(f"    (capture={mode}: {'; '.join(summary)})", flush=True)
     return seconds
 
 
@@ -170,7 +174,7 @@ def main() -> int:
     a = ap.parse_args()
     out: dict[str, Any] = {"cpus": os.cpu_count(), "load_before": os.getloadavg()}
     if not a.engine_only:
-        print(f"suite: {' '.join(a.tests)}, capture off vs all, {a.rounds} rounds", flush=True)
+        print(f"suite: {' '.join(a.tests)}, capture off / failed / all, {a.rounds} rounds", flush=True)
         out["suite"] = suite_ratio(a.instance, a.tests, a.rounds)
     print("engine (pure): decision log off vs on", flush=True)
     out["engine_pure_pps"] = alternate(lambda on: engine_pps(on, a.packets), max(a.rounds, 3))
