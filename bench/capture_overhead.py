@@ -8,8 +8,8 @@
    suite, ``SUBSET`` below: 22 tests of ports, raw sockets and markers, every one using the
    testbed) with ``--netbed-capture=off``, ``failed`` (the default: the session's capture
    runs throughout, a failing test's span is fetched; here every test passes) and ``all``
-   (every test's span snapshotted, fetched and kept: the most expensive mode), rotated ``--rounds`` times so that machine load hits
-   each alike; the ratios of the medians to off.  Kept captures go to a temporary folder,
+   (every test's span snapshotted, fetched and kept: the most expensive mode), rotated
+   ``--rounds`` times so that machine load hits each alike; the ratios of the medians to off.  Kept captures go to a temporary folder,
    deleted at the end.
 2. Engine, decision log on vs off: packets per second through ``Engine.on_packet`` (pure,
    synthetic packets, loss 1 % so every packet takes the decision path), alternated; and,
