@@ -9,8 +9,8 @@
    testbed) with ``--netbed-capture=off``, ``failed`` (the default: the session's capture
    runs throughout, a failing test's span is fetched; here every test passes) and ``all``
    (every test's span snapshotted, fetched and kept: the most expensive mode), rotated
-   ``--rounds`` times so that machine load hits each alike; the ratios of the medians to off.  Kept captures go to a temporary folder,
-   deleted at the end.
+   ``--rounds`` times so that machine load hits each alike; the ratios of the medians to
+   off.  Kept captures go to a temporary folder, deleted at the end.
 2. Engine, decision log on vs off: packets per second through ``Engine.on_packet`` (pure,
    synthetic packets, loss 1 % so every packet takes the decision path), alternated; and,
    as root, UDP packets/s and TCP throughput through the real NFQUEUE engine in network
