@@ -201,3 +201,13 @@ def test_discarded_captures_free_their_slot(router: Router) -> None:
         router.capture_start().discard()
     with router.capture_start() as cap:
         assert cap.stop().warnings == []
+
+
+def test_tcpdump_reads_the_merged_pcapng(client: Host, server: Host, router: Router) -> None:
+    """The pcapng netbed writes is read by tcpdump itself (on the router, which has it): each
+    echo request shows twice, once per interface."""
+    with router.capture_start() as cap:
+        client.run(["ping", "-c", "2", "-i", "0.2", server.ipv4], timeout=20, check=True)
+        path = cap.stop().raw["path"]
+        out = router.run(["tcpdump", "-nr", path], timeout=30, check=True).stdout_text
+    assert out.count(f"{client.ipv4} > {server.ipv4}: ICMP echo request") == 4, out
