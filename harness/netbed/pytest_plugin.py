@@ -15,6 +15,9 @@ started carries the session as its owner (`io.netbed.owner`) and is removed at
 the end, also after a failed start, on Ctrl-C and on SIGTERM (how CI cancels);
 if the session is killed outright, its watcher (or at the latest the next
 netbed command or session) removes it (reaper.py).  --keep-testbed leaves it running with no owner.
+
+--netbed-capture=failed|all|off: each test's packets at the router, kept for failing tests
+(or all) under reports/captures with the engine's decision log (capture_plugin.py).
 """
 
 from __future__ import annotations
