@@ -22,6 +22,8 @@ grows without bound.
 A capture that cannot start or be kept (no tcpdump, no permission, a full disk, a router
 that does not answer) is a ``CaptureWarning`` in the report: it never fails a test, and
 every router call it makes has a timeout, so it cannot hang one.
+``--netbed-decisions=off`` runs the capture without the engine's decision log (it costs the
+engine per-packet speed: README, Performance);
 ``@pytest.mark.netbed_capture(decisions=False)`` keeps no decision log for one test;
 ``@pytest.mark.netbed_capture(enabled=False)`` keeps nothing for it.
 """
@@ -67,6 +69,9 @@ def addoption(group: Any) -> None:
     group.addoption("--netbed-capture", choices=MODES, default="failed",
                     help="capture each test at the router and keep the pcapng (and the engine's decision log) "
                          "for failed tests (default), all tests, or none (off)")
+    group.addoption("--netbed-decisions", choices=("on", "off"), default="on",
+                    help="with the userspace engine, log what it decided for each packet while the session's "
+                         "capture runs (costs the engine per-packet speed; default on)")
     group.addoption("--netbed-capture-dir", default="reports/captures",
                     help=f"where kept captures go (a run-<id> folder per session; the newest {KEEP_RUNS} are kept)")
 
@@ -135,7 +140,8 @@ def begin(router: Router, item: pytest.Item) -> None:
         try:
             if SESSION_KEY not in config.stash:
                 capture.discard_all(router)  # whatever a killed session left at this router
-            cap = capture.start(router, ring_mb=RING_MB, decisions=True, survives_reset=True,
+            decisions = config.getoption("--netbed-decisions", "on") == "on"
+            cap = capture.start(router, ring_mb=RING_MB, decisions=decisions, survives_reset=True,
                                 max_seconds=SESSION_MAX_SECONDS)
         except (CaptureError, NetbedError, OSError) as exc:
             config.stash[SESSION_KEY] = None

@@ -102,3 +102,11 @@ def test_old_runs_are_pruned(tmp_path: Path) -> None:
     prune(tmp_path)
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
         ["not-a-run", *(f"run-{i}" for i in range(3, KEEP_RUNS + 3))])
+
+
+@pytest.mark.integration
+def test_decisions_off_keeps_the_capture_without_a_decision_log(router: Router, tmp_path: Path) -> None:
+    captures = tmp_path / "captures"
+    proc = run_inner(tmp_path, instance(), f"--netbed-capture-dir={captures}", "--netbed-decisions=off")
+    assert proc.returncode == 1, proc.stdout[-3000:]
+    assert sorted(p.name for p in captures.glob("run-*/*")) == ["test_inner.py_test_fails.pcapng"]
