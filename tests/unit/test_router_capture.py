@@ -25,9 +25,9 @@ def fake_tcpdump(tmp_path: Path, body: str) -> str:
 
 
 LISTENS_UNTIL_INTERRUPTED = """
-printf 'tcpdump: listening on x\\n' >&2
 trap 'echo "0 packets captured" >&2; echo "3 packets dropped by kernel" >&2; exit 0' INT
 : > "${W}0"
+printf 'tcpdump: listening on x\\n' >&2
 while :; do sleep 0.05; done
 """
 
