@@ -1,4 +1,4 @@
-"""The `netbed` command: up, down, status, impair, clear, scenario, events, run, shell, clean.
+"""The `netbed` command: up, down, status, impair, clear, scenario, events, run, shell, capture, clean.
 
 Errors print one line saying what to do, never a traceback; the exit code
 is 1 for a netbed error, 2 for a usage error, 130 on Ctrl-C.
@@ -23,7 +23,7 @@ from netbed_core.directions import BOTH, DIRECTIONS
 from netbed_core.netem import NetemError
 from netbed_core.netem.render import describe
 
-from . import attach_spec, cli_scenario, compose, docker_api, images, reaper, timeline
+from . import attach_spec, cli_capture, cli_scenario, compose, docker_api, images, reaper, timeline
 from .errors import NetbedError, ProcessTimeout
 from .profiles import load_profiles, resolve
 from .testbed import Testbed
@@ -252,7 +252,7 @@ def cmd_shell(opts: argparse.Namespace) -> int:
 
 
 #: Commands that talk to the engine: each first removes what ended sessions left (reaper.py).
-_REAPING_COMMANDS = {"up", "down", "status", "impair", "clear", "scenario", "events", "run", "clean"}
+_REAPING_COMMANDS = {"up", "down", "status", "impair", "clear", "scenario", "events", "run", "capture", "clean"}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -303,6 +303,7 @@ def build_parser() -> argparse.ArgumentParser:
     shell = sub.add_parser("shell", help="an interactive shell on a host (needs a terminal)")
     shell.add_argument("host", choices=HOSTS)
     shell.set_defaults(func=cmd_shell)
+    cli_capture.add_parser(sub)
     clean = sub.add_parser("clean", help="remove everything labelled as any netbed testbed")
     clean.add_argument("--images", action="store_true", help="also remove the images netbed built")
     clean.set_defaults(func=cmd_clean)

@@ -124,3 +124,7 @@ class AttachError(NetbedError):
 
 class ImageNotLocal(AttachError):
     """An image to attach is not on this machine (netbed never pulls)."""
+
+
+class CaptureError(NetbedError):
+    """A capture at the router could not start, stop or be fetched; the message says why."""

@@ -13,10 +13,11 @@ from netbed_core.netem import Netem
 from netbed_core.scenario import Scenario
 
 from . import attach as attaching
-from . import impairment, owner
+from . import capture, impairment, owner
 from . import scenario as scenarios
 from .agent import AgentConnection, error_from_reply
 from .attach import Attachment
+from .capture import Capture
 from .errors import AgentConnectionError, AgentError, CommandFailed, HostNotRunning, ProcessTimeout
 from .impairment import Impairment
 from .job import Job
@@ -334,6 +335,14 @@ class Router(Host):
     def scenario_status(self) -> dict[str, Any]:
         """The router's current (or last) scenario: state, current step, timeline."""
         return self.call("scenario_status")
+
+    def capture_start(self, *, direction: str = "both", ring_mb: int | None = None, decisions: bool = False,
+                      max_seconds: float | None = None) -> Capture:
+        """Capture both data interfaces into one pcapng (see ``netbed.capture``): ``direction``
+        both, to-server or to-client; ``ring_mb`` the ring buffer (MB, default 64, newest
+        kept); ``decisions`` the userspace engine's per-packet decision log too."""
+        return capture.start(self, direction=direction, ring_mb=ring_mb, decisions=decisions,
+                             max_seconds=max_seconds)
 
     def impair_totals(self) -> DirectionStats:
         """The router's counters summed over both directions (None: not measured by its backend)."""

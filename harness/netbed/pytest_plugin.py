@@ -15,6 +15,9 @@ started carries the session as its owner (`io.netbed.owner`) and is removed at
 the end, also after a failed start, on Ctrl-C and on SIGTERM (how CI cancels);
 if the session is killed outright, its watcher (or at the latest the next
 netbed command or session) removes it (reaper.py).  --keep-testbed leaves it running with no owner.
+
+--netbed-capture=failed|all|off: each test's packets at the router, kept for failing tests
+(or all) under reports/captures with the engine's decision log (capture_plugin.py).
 """
 
 from __future__ import annotations
@@ -34,6 +37,7 @@ from netbed_core.netem import Netem
 
 from . import (
     attach,
+    capture_plugin,
     netns_testbed,
     owner,
     pytest_compose_fixtures,
@@ -63,6 +67,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--netbed-instance", default=None,
                     help="testbed instance name (default: $NETBED_INSTANCE or 'netbed')")
     run_report.add_options(group)
+    capture_plugin.addoption(group)
     group.addoption("--netbed-hosts", default=None, choices=HOSTS_KINDS,
                     help="what the hosts are: docker (containers, the default) or netns (network namespaces "
                          "on this machine, no Docker, needs root); default: $NETBED_HOSTS or docker")
@@ -145,7 +150,10 @@ def _docker_session(
         reaper.start_watcher(tb.owner, tb.instance)
     with tb:
         tb.router.reset()  # whatever an earlier session or user left impaired
-        yield tb
+        try:
+            yield tb
+        finally:
+            capture_plugin.session_end(pytestconfig)
 
 
 def reset_testbed(tb: AnyTestbed) -> None:
@@ -190,6 +198,11 @@ def pytest_configure(config: pytest.Config) -> None:
         "netbed_scenario(name_or_file, *, repeat=None): run a named scenario (profiles/scenarios.yaml) or "
         "a scenario file on the router for this test; the per-test reset stops it",
     )
+    capture_plugin.configure(config)
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    capture_plugin.sessionstart(session)
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
@@ -229,10 +242,12 @@ def _start_marker_scenario(request: pytest.FixtureRequest, router: Router) -> No
 def testbed(netbed_session: AnyTestbed, request: pytest.FixtureRequest) -> Iterator[AnyTestbed]:
     """The running testbed; after the test, sockets are closed and the router reset.
 
-    A `@pytest.mark.netem(...)` marker is applied before the test starts.
+    A `@pytest.mark.netem(...)` marker is applied before the test starts, after the
+    session's capture at the router has noted the test's start (--netbed-capture, capture_plugin.py).
     """
     try:
         _start_timeline(netbed_session)
+        capture_plugin.begin(netbed_session.router, request.node)
         wanted = _marker_netem(request)
         if wanted is not None:
             text, direction, match = wanted
@@ -272,6 +287,13 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
     item.user_properties.extend(timeline.junit_properties(record.network))
     if report.failed:
         report.sections.append(("netbed router impairment", timeline.render_failure(record.network, time.time())))
+
+
+@pytest.hookimpl(hookwrapper=True, specname="pytest_runtest_makereport")
+def pytest_runtest_makereport_capture(item: pytest.Item, call: pytest.CallInfo[None]) -> Generator[None, Any, None]:
+    """Keep the test's capture when it failed (or with --netbed-capture=all); name it in the report."""
+    outcome = yield
+    capture_plugin.makereport(item, outcome.get_result())
 
 
 #: Lines of each stream a failing test's report shows per spawned process.

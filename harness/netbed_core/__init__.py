@@ -11,4 +11,6 @@ Modules:
     subnets     the default testbed's subnets and addresses
     verdicts    the netfilter verdicts the engine hands the kernel
     direction_stats  what an impairment backend counted per direction (None: not measured)
+    pcapng      classic pcap in, pcapng out and in (the router's captures)
+    packet_key  the key joining the engine's decision log to a capture
 """

@@ -105,6 +105,7 @@ class UserspaceBackend(Backend):
         self._kept: set[str] = set()
         self._lock = threading.Lock()
         self._closed = False
+        self._decisions_max: int | None = None
 
     def _worker(self, direction: str) -> QueueRunner:
         w = self._workers.get(direction)
@@ -113,7 +114,45 @@ class UserspaceBackend(Backend):
                 w.stop()
             w = self._new_worker(QUEUE_NUMS[direction], direction)
             self._workers[direction] = w
+            start = getattr(w, "decisions_start", None)
+            if self._decisions_max is not None and start is not None:
+                start(self._decisions_max)
         return w
+
+    # -- the decision log (decision_log.py) -------------------------------------------------
+    def decisions_start(self, max_entries: int) -> None:
+        """Log every packet's decision in each direction's engine (also ones started later)."""
+        with self._lock:
+            self._decisions_max = max_entries
+            for w in self._workers.values():
+                start = getattr(w, "decisions_start", None)
+                if start is not None:
+                    start(max_entries)
+
+    def decisions_write(self, directory: str, since_ns: int) -> dict[str, dict[str, Any]]:
+        """Write each direction's log from engine time ``since_ns`` on to
+        ``directory/decisions-<direction>.jsonl``; per direction the log's header, or why
+        there is none.  Logging goes on (``decisions_stop`` ends it)."""
+        with self._lock:
+            out: dict[str, dict[str, Any]] = {}
+            for direction in DIRECTIONS:
+                w = self._workers.get(direction)
+                write = getattr(w, "decisions_write", None)
+                if w is None or write is None:
+                    out[direction] = {"entries": 0, "omitted": 0, "note": "no engine ran in this direction"}
+                    continue
+                out[direction] = {**write(f"{directory}/decisions-{direction}.jsonl", since_ns),
+                                  "file": f"decisions-{direction}.jsonl"}
+            return out
+
+    def decisions_stop(self) -> None:
+        """Stop logging in every direction."""
+        with self._lock:
+            self._decisions_max = None
+            for w in self._workers.values():
+                stop = getattr(w, "decisions_stop", None)
+                if stop is not None:
+                    stop()
 
     def _desired_rules(self) -> dict[int, list[list[str]]]:
         rules: dict[int, list[list[str]]] = {4: [], 6: []}

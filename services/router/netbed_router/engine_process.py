@@ -19,6 +19,12 @@ bound.  Requests:
 * ``{"op": "stats"}``: the counters (``EngineCounters`` slots), ``worker_alive``, ``worker_fatal``,
   ``scheduling`` (``scheduling.Scheduling.to_dict()``: real-time or why not).
 * ``{"op": "close"}``: release held packets, unbind, exit 0.
+* ``{"op": "decisions_start", "max_entries": N}``: log each packet's decision from now on
+  (``decision_log.py``), also across engine swaps, keeping the newest N.
+* ``{"op": "decisions_write", "path": P, "since_ns": T}``: write the entries from engine time T
+  (CLOCK_MONOTONIC ns) on to P (JSON lines); answers the log's header (entries, omitted).
+  Without a log running: ``{"entries": 0}``.
+* ``{"op": "decisions_stop"}``: stop logging (the engine is a plain ``Engine`` again).
 
 End of input (the agent died) closes the same way: the queue is unbound, so packets the
 rules still send to it are dropped (fail-closed, docs/engine.md).
@@ -40,9 +46,11 @@ import signal
 import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, fields
+from pathlib import Path
 from typing import IO, Any
 
 from .counters import EngineCounters
+from .decision_log import DecisionLog, attach, detach
 from .engine import Engine, EngineConfig
 from .scheduling import MODES, RT_BUDGET_US, demote, limit_rt_time
 from .worker import DEFAULT_COALESCE_US, QueueRunner, QueueWorker
@@ -85,9 +93,11 @@ def counters_from_wire(data: Mapping[str, Any], into: EngineCounters) -> None:
 class EngineHost:
     """The requests above, on one queue worker (separate from the I/O for tests)."""
 
-    def __init__(self, worker: QueueRunner) -> None:
+    def __init__(self, worker: QueueRunner, name: str = "") -> None:
         self.worker = worker
         self.closed = False
+        self.decisions: DecisionLog | None = None
+        self.name = name
 
     def handle(self, req: Mapping[str, Any]) -> Any:
         op = req.get("op")
@@ -98,6 +108,8 @@ class EngineHost:
             engine = Engine(config, w.held, stats, stream=int(req.get("stream", 0)))
             if req.get("stats_seed") is not None:
                 engine.stats.seed = int(req["stats_seed"])
+            if self.decisions is not None:
+                attach(engine, self.decisions)
             w.set_engine(engine)
             if req.get("flush") and w.held.heap and w.alive:
                 w.flush()  # a clear: held packets leave now (the agent cannot see them)
@@ -108,6 +120,18 @@ class EngineHost:
             sched = getattr(w, "scheduling", None)
             return {"counters": counters_to_wire(w.engine.stats), "worker_alive": w.alive,
                     "worker_fatal": w.fatal, "scheduling": sched.to_dict() if sched is not None else None}
+        if op == "decisions_start":
+            self.decisions = DecisionLog(self.name, int(req.get("max_entries", 100_000)))
+            attach(w.engine, self.decisions)
+            return {"started": True}
+        if op == "decisions_write":
+            if self.decisions is None:
+                return {"entries": 0, "omitted": 0, "running": False}
+            return self.decisions.write(Path(str(req["path"])), int(req.get("since_ns", 0)))
+        if op == "decisions_stop":
+            self.decisions = None
+            detach(w.engine)
+            return {"stopped": True}
         raise ValueError(f"op: unknown {op!r}")
 
     def close(self) -> None:
@@ -168,7 +192,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if worker.scheduling is not None and worker.scheduling.policy == "fifo":
         signal.signal(signal.SIGXCPU, _demote_on_sigxcpu(worker))
         limit_rt_time()
-    return serve(EngineHost(worker), sys.stdin, sys.stdout)
+    return serve(EngineHost(worker, a.name), sys.stdin, sys.stdout)
 
 
 def _demote_on_sigxcpu(worker: QueueWorker) -> Any:

@@ -86,6 +86,7 @@ class EngineProcess:
         self.worker_fatal: str | None = None
         # What the process's worker got (scheduling.Scheduling.to_dict()), from its last stats.
         self.scheduling: dict[str, Any] | None = None
+        self.decisions_max: int | None = None  # the decision log's size while it runs
         self._lock = threading.RLock()
         self._closing = False
         self._stopped = False
@@ -138,6 +139,31 @@ class EngineProcess:
                 proc.wait()
             _close_pipes(proc)
         self._supervisor.join(timeout=ANSWER_TIMEOUT_S)
+
+    # -- the decision log (decision_log.py) ---------------------------------------------------
+    def decisions_start(self, max_entries: int) -> None:
+        """Log each packet's decision in the process (kept across a restart, minus the
+        entries the dead process held)."""
+        self.decisions_max = max_entries
+        try:
+            self._call({"op": "decisions_start", "max_entries": max_entries})
+        except EngineDied as exc:
+            log.warning("%s: engine process down (%s); the restart starts the decision log", self.name, exc)
+
+    def decisions_write(self, path: str, since_ns: int) -> dict[str, Any]:
+        """Write the process's decision log from engine time ``since_ns`` on to ``path``; its header."""
+        try:
+            return self._call({"op": "decisions_write", "path": path, "since_ns": since_ns})
+        except EngineDied as exc:
+            return {"entries": 0, "omitted": 0, "error": f"engine process down: {exc}"}
+
+    def decisions_stop(self) -> None:
+        """Stop logging."""
+        self.decisions_max = None
+        try:
+            self._call({"op": "decisions_stop"})
+        except EngineDied:
+            pass  # a restarted process starts without the log (decisions_max is None)
 
     # -- stats ----------------------------------------------------------------------------
     def refresh_stats(self) -> bool:
@@ -247,6 +273,8 @@ class EngineProcess:
                 self.engine.stats.reset()  # the new process counts from zero
                 try:
                     self._call(self._engine_request(self.engine, keep_counters=False))
+                    if self.decisions_max is not None:
+                        self._call({"op": "decisions_start", "max_entries": self.decisions_max})
                 except (EngineDied, RuntimeError) as exc:
                     # The supervise loop sees this process exit and tries again.
                     log.error("%s: engine process %d did not take the impairment: %s", self.name, pid, exc)

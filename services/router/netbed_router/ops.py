@@ -27,6 +27,7 @@ from netbed_core.netem import Netem, NetemError, from_dict, lint, parse
 from netbed_core.netem.render import describe, to_text
 
 from .backend import Backend
+from .capture_ops import CaptureOps
 from .events import EventLog
 from .match import parse_match
 from .scenario_ops import SCENARIO, scenario_ops
@@ -49,6 +50,7 @@ class RouterState:
 STATE = RouterState()
 #: Every impair, clear and reset, per direction (events.py; bounded).
 EVENTS = EventLog()
+CAPTURES = CaptureOps(STATE)
 
 
 def _subnets() -> dict[str, str | None]:
@@ -88,6 +90,9 @@ def setup() -> None:
     `netbed up` fails instead of reporting a testbed that cannot impair.  With ``auto`` a
     failed backend leaves the agent answering (forwarding works; impair requests answer
     with the reason)."""
+    leftovers = CAPTURES.captures.reap_leftovers()
+    if leftovers:
+        log.warning("killed %d tcpdump(s) an earlier agent left capturing", leftovers)
     forced = os.environ.get("NETBED_BACKEND", "auto")
     if forced not in ("auto", "kernel", "userspace"):
         raise BackendUnavailable(f"NETBED_BACKEND={forced!r}: expected auto, kernel or userspace")
@@ -203,9 +208,11 @@ def op_clear(args: Args) -> dict[str, Any]:
 
 
 def op_reset(args: Args) -> dict[str, Any]:
-    """Pristine forwarding in both directions (the harness calls it after every test)."""
+    """Pristine forwarding in both directions and no capture (the harness calls it after
+    every test and when a session starts, so a killed session's captures go too)."""
     args.finish()
     stopped = SCENARIO.stop_running()  # its steps must not outlive the test that started it
+    CAPTURES.discard_all()
     if STATE.backend is None:
         return {}  # nothing can have been applied
     clear_directions(DIRECTIONS, "reset")
@@ -273,4 +280,5 @@ OPS = {
     "events": op_events,
     **scenario_ops(apply_directions, clear_directions, _backend),
     **TRACE_OPS,
+    **CAPTURES.ops(),
 }
