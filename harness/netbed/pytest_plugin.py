@@ -26,6 +26,7 @@ import os
 import signal
 import threading
 import time
+import warnings
 from collections.abc import Generator, Iterator, Sequence
 from pathlib import Path
 from types import FrameType
@@ -255,7 +256,39 @@ def testbed(netbed_session: AnyTestbed, request: pytest.FixtureRequest) -> Itera
         _start_marker_scenario(request, netbed_session.router)
         yield netbed_session
     finally:
+        left = leftovers(netbed_session)
         reset_testbed(netbed_session)
+        if left:
+            _report_leftovers(left)
+
+
+class LeftoverWarning(UserWarning):
+    """A process or attached container a test started was still running when the test ended;
+    netbed removed it (the per-test reset), and says so rather than hiding a leak."""
+
+
+def leftovers(tb: AnyTestbed) -> list[str]:
+    """What the test started and left running: spawned processes still alive, attached
+    containers not stopped. Each as one line naming the host."""
+    found: list[str] = []
+    for host in tb.hosts.values():
+        for proc in host.processes:
+            try:
+                running = proc.poll() is None
+            except Exception:  # noqa: BLE001 - the report must not break the cleanup
+                running = False
+            if running:
+                found.append(f"{host.name}: process pid {proc.pid} {proc.argv!r}")
+        found += [f"{host.name}: attached container {a.name} ({a.image})" for a in host.attachments]
+    return found
+
+
+def _report_leftovers(left: list[str]) -> None:
+    message = "netbed removed what the test left running: " + "; ".join(left)
+    record = test_record.current()
+    if record is not None:
+        record.notes.append(message)
+    warnings.warn(LeftoverWarning(message), stacklevel=2)
 
 
 def _start_timeline(tb: AnyTestbed) -> None:
