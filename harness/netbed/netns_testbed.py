@@ -43,9 +43,9 @@ from .agent import AgentConnection
 from .errors import AgentConnectionError, NetbedError, NotReady
 from .host import Host, Router
 from .testbed import _counter_availability
+from .three_hosts import SERVICES, ThreeHosts
 from .topology import DEFAULT_INSTANCE, Topology, check_instance_name
 
-SERVICES = ("client", "router", "server")
 #: The agents' control port, inside each namespace (every namespace has its own port space).
 CONTROL_PORT = 7000
 #: How long the agents may take to answer after they were started, seconds (a VM under
@@ -88,7 +88,7 @@ class NamespaceConnection(AgentConnection):
             raise AgentConnectionError(f"the {self.name} agent's namespace {self.namespace} is gone: {exc}") from exc
 
 
-class NetnsTestbed:
+class NetnsTestbed(ThreeHosts):
     """One netns testbed: three namespaces, three agent processes, started by ``up`` and
     removed by ``down`` (also after a failed start).
 
@@ -255,38 +255,8 @@ class NetnsTestbed:
         self.down()
 
     # -- hosts ---------------------------------------------------------
-    def host(self, name: str) -> Host:
-        if name not in SERVICES:
-            raise NetbedError(f"no host {name!r}: the hosts are {', '.join(SERVICES)}")
-        if name not in self._hosts:
-            self.wait_ready()
-        return self._hosts[name]
-
-    @property
-    def client(self) -> Host:
-        return self.host("client")
-
-    @property
-    def server(self) -> Host:
-        return self.host("server")
-
-    @property
-    def router(self) -> Router:
-        router = self.host("router")
-        assert isinstance(router, Router)
-        return router
-
-    @property
-    def hosts(self) -> dict[str, Host]:
-        return {name: self.host(name) for name in SERVICES}
-
     def addresses(self) -> dict[str, dict[str, str]]:
         return self.topology.addresses()
-
-    def close_connections(self) -> None:
-        for host in self._hosts.values():
-            host.close()
-        self._hosts.clear()
 
     def containers(self) -> dict[str, Any]:
         raise DockerOnly(f"netns testbed '{self.instance}' has no containers (its hosts are network namespaces)")

@@ -35,9 +35,8 @@ from .compose import COMPOSE_FILE, Compose
 from .errors import AgentConnectionError, ComposeError, NetbedError, NotReady, TestbedNotRunning
 from .host import Host, Router
 from .subnet_lock import subnet_lock
+from .three_hosts import SERVICES, ThreeHosts
 from .topology import DEFAULT_INSTANCE, Topology, check_instance_name, choose_index, index_from_env
-
-SERVICES = ("client", "router", "server")
 
 
 class StaleImageWarning(UserWarning):
@@ -81,7 +80,7 @@ def agent_token(container: Any) -> str | None:
     return None
 
 
-class Testbed:
+class Testbed(ThreeHosts):
     """One testbed instance: client, router and server on Docker Compose.
 
     owner: the session label written to `io.netbed.owner` on a testbed this
@@ -390,36 +389,8 @@ class Testbed:
             except NetbedError as exc:
                 raise NotReady(f"{name} ({container.name}) is not usable: {exc}") from exc
 
-    def host(self, name: str) -> Host:
-        if name not in self._hosts:
-            self.wait_ready()
-        return self._hosts[name]
-
-    @property
-    def client(self) -> Host:
-        return self.host("client")
-
-    @property
-    def server(self) -> Host:
-        return self.host("server")
-
-    @property
-    def router(self) -> Router:
-        router = self.host("router")
-        assert isinstance(router, Router)
-        return router
-
-    @property
-    def hosts(self) -> dict[str, Host]:
-        return {name: self.host(name) for name in SERVICES}
-
     def addresses(self) -> dict[str, dict[str, str]]:
         return self.topology.addresses()
-
-    def close_connections(self) -> None:
-        for host in self._hosts.values():
-            host.close()
-        self._hosts.clear()
 
     def status(self) -> dict[str, Any]:
         """What `netbed status` prints: containers, addresses, agents, router counters."""
