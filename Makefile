@@ -41,7 +41,7 @@ down: $(STAMP) ## stop the testbed and remove everything it created
 	@$(NETBED) --instance "$$INSTANCE" down
 
 test: $(STAMP) ## run unit and integration tests (starts the testbed if it is not up)
-	@set -f; $(BIN)/pytest --netbed-instance "$$INSTANCE" $$PYTEST_ARGS
+	@set -f; NETBED_INSTANCE="$$INSTANCE" $(BIN)/pytest --netbed-instance "$$INSTANCE" $$PYTEST_ARGS
 
 test-unit: $(STAMP) ## unit tests only (no Docker)
 	@set -f; $(BIN)/pytest tests/unit $$PYTEST_ARGS

@@ -103,7 +103,7 @@ class NetnsTestbed(ThreeHosts):
 
     def __init__(self, instance: str | None = None, *, backend: str | None = None,
                  log_dir: Path | None = None) -> None:
-        self.instance = check_instance_name(instance or os.environ.get("NETBED_INSTANCE", DEFAULT_INSTANCE))
+        self.instance = check_instance_name(instance or (os.environ.get("NETBED_INSTANCE") or DEFAULT_INSTANCE))
         self.backend = backend or os.environ.get("NETBED_BACKEND", "auto")
         if self.backend not in ("auto", "kernel", "userspace"):
             raise NetbedError(f"backend {self.backend!r}: use auto, kernel or userspace")

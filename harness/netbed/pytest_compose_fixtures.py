@@ -52,7 +52,7 @@ def docker_compose_project_name(pytestconfig: pytest.Config) -> str:
     """The instance name. Under pytest-xdist every worker gets its own testbed, INSTANCE-gwN:
     one router per worker, so no worker overwrites another's impairments (a shared router
     would make the results depend on which tests happen to run at the same time)."""
-    base = str(pytestconfig.getoption("--netbed-instance") or os.environ.get("NETBED_INSTANCE", DEFAULT_INSTANCE))
+    base = str(pytestconfig.getoption("--netbed-instance") or (os.environ.get("NETBED_INSTANCE") or DEFAULT_INSTANCE))
     worker = xdist_worker(pytestconfig)
     return base if worker is None else f"{base}-{worker}"
 

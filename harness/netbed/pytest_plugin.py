@@ -87,7 +87,7 @@ def hosts_kind(config: pytest.Config) -> str:
 
 
 def pytest_report_header(config: pytest.Config) -> str:
-    instance = config.getoption("--netbed-instance") or os.environ.get("NETBED_INSTANCE", DEFAULT_INSTANCE)
+    instance = config.getoption("--netbed-instance") or (os.environ.get("NETBED_INSTANCE") or DEFAULT_INSTANCE)
     keep = " (kept at the end)" if config.getoption("--keep-testbed") else ""
     if hosts_kind(config) == "netns":
         return f"netbed: testbed instance '{instance}', hosts are network namespaces (no Docker)"

@@ -101,7 +101,7 @@ class Testbed(ThreeHosts):
                  keep: bool = False, *, owner: str = "", compose_files: Sequence[Path] = (COMPOSE_FILE,),
                  compose_command: Sequence[str] | None = None, setup: Sequence[Sequence[str]] | None = None,
                  cleanup: Sequence[Sequence[str]] | None = None) -> None:
-        self.instance = check_instance_name(instance or os.environ.get("NETBED_INSTANCE", DEFAULT_INSTANCE))
+        self.instance = check_instance_name(instance or (os.environ.get("NETBED_INSTANCE") or DEFAULT_INSTANCE))
         self.docker = client or docker_api.connect()
         self.keep = keep
         self.owner = owner

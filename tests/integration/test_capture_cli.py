@@ -2,21 +2,25 @@
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 from netbed import capture
 from netbed.host import Host
+from netbed.testbed import Testbed
 
 
-def netbed(*args: str) -> list[str]:
-    instance = os.environ.get("NETBED_INSTANCE", "netbed")
-    return [sys.executable, "-m", "netbed", "--instance", instance, *args]
+@pytest.fixture
+def netbed(testbed: Testbed) -> Callable[..., list[str]]:
+    """argv of the netbed command for this session's testbed (running, whoever started it)."""
+    def argv(*args: str) -> list[str]:
+        return [sys.executable, "-m", "netbed", "--instance", testbed.instance, *args]
+    return argv
 
 
 def icmp_frames(path: Path, side: str) -> int:
@@ -24,7 +28,8 @@ def icmp_frames(path: Path, side: str) -> int:
                and p.data[12:14] == b"\x08\x00" and p.data[14 + 9] == 1)
 
 
-def test_ctrl_c_stops_the_capture_and_writes_the_file(client: Host, server: Host, tmp_path: Path) -> None:
+def test_ctrl_c_stops_the_capture_and_writes_the_file(client: Host, server: Host, tmp_path: Path,
+                                                       netbed: Callable[..., list[str]]) -> None:
     out = tmp_path / "cli.pcapng"
     proc = subprocess.Popen(netbed("capture", "-w", str(out)), stderr=subprocess.PIPE, text=True)
     try:
@@ -44,7 +49,7 @@ def test_ctrl_c_stops_the_capture_and_writes_the_file(client: Host, server: Host
     assert icmp_frames(out, "client") >= 6 and icmp_frames(out, "server") >= 6
 
 
-def test_seconds_ends_it(tmp_path: Path) -> None:
+def test_seconds_ends_it(tmp_path: Path, netbed: Callable[..., list[str]]) -> None:
     out = tmp_path / "timed.pcapng"
     proc = subprocess.run(netbed("capture", "--seconds", "1", "--direction", "to-server", "-w", str(out)),
                           capture_output=True, text=True, timeout=60)
@@ -58,6 +63,6 @@ def test_seconds_ends_it(tmp_path: Path) -> None:
     (["-w", "/nonexistent-dir/x.pcapng"], "is not a directory"),
     (["--direction", "up", "-w", "x.pcapng"], "invalid choice: 'up'"),
 ])
-def test_bad_arguments_are_named(args: list[str], message: str) -> None:
+def test_bad_arguments_are_named(args: list[str], message: str, netbed: Callable[..., list[str]]) -> None:
     proc = subprocess.run(netbed("capture", *args), capture_output=True, text=True, timeout=60)
     assert proc.returncode == 2 and message in proc.stderr, proc.stderr

@@ -13,6 +13,7 @@ from inner_session import inner_env, pytest_argv
 
 from netbed import capture
 from netbed.host import Router
+from netbed.testbed import Testbed
 
 INNER_TESTS = '''
 import socket
@@ -37,9 +38,10 @@ def run_inner(tmp_path: Path, instance: str, *extra: str) -> subprocess.Complete
                           cwd=tmp_path, capture_output=True, text=True, timeout=300, env=inner_env())
 
 
-def instance() -> str:
+@pytest.fixture
+def instance(testbed: Testbed) -> str:
     """This session's testbed: the inner session reuses it (running) instead of starting one."""
-    return os.environ.get("NETBED_INSTANCE", "netbed")
+    return testbed.instance
 
 
 def payloads(path: Path) -> dict[str, int]:
@@ -49,9 +51,10 @@ def payloads(path: Path) -> dict[str, int]:
 
 
 @pytest.mark.integration
-def test_a_failing_test_keeps_its_capture_and_a_passing_one_does_not(router: Router, tmp_path: Path) -> None:
+def test_a_failing_test_keeps_its_capture_and_a_passing_one_does_not(router: Router, tmp_path: Path,
+                                                                    instance: str) -> None:
     captures = tmp_path / "captures"
-    proc = run_inner(tmp_path, instance(), f"--netbed-capture-dir={captures}", "--netbed-decisions=on")
+    proc = run_inner(tmp_path, instance, f"--netbed-capture-dir={captures}", "--netbed-decisions=on")
     assert proc.returncode == 1, proc.stdout[-3000:] + proc.stderr[-2000:]
     assert "1 failed, 1 passed" in proc.stdout, proc.stdout[-3000:]
     kept = sorted(p.name for p in captures.glob("run-*/*"))
@@ -64,9 +67,9 @@ def test_a_failing_test_keeps_its_capture_and_a_passing_one_does_not(router: Rou
 
 
 @pytest.mark.integration
-def test_all_keeps_every_capture(router: Router, tmp_path: Path) -> None:
+def test_all_keeps_every_capture(router: Router, tmp_path: Path, instance: str) -> None:
     captures = tmp_path / "captures"
-    proc = run_inner(tmp_path, instance(), f"--netbed-capture-dir={captures}", "--netbed-capture=all")
+    proc = run_inner(tmp_path, instance, f"--netbed-capture-dir={captures}", "--netbed-capture=all")
     assert proc.returncode == 1, proc.stdout[-3000:]
     pcaps = sorted(captures.glob("run-*/*.pcapng"))
     assert [p.name for p in pcaps] == ["test_inner.py_test_fails.pcapng", "test_inner.py_test_passes.pcapng"]
@@ -74,13 +77,13 @@ def test_all_keeps_every_capture(router: Router, tmp_path: Path) -> None:
 
 
 @pytest.mark.integration
-def test_a_capture_that_cannot_start_is_a_warning_not_a_failure(router: Router, tmp_path: Path) -> None:
+def test_a_capture_that_cannot_start_is_a_warning_not_a_failure(router: Router, tmp_path: Path, instance: str) -> None:
     """tcpdump removed from the router: the passing test still passes, the failing one fails
     for its own reason, both report a CaptureWarning, nothing is kept."""
     captures = tmp_path / "captures"
     router.run(["mv", "/usr/bin/tcpdump", "/usr/bin/tcpdump.netbed-test"], timeout=10, check=True)
     try:
-        proc = run_inner(tmp_path, instance(), f"--netbed-capture-dir={captures}")
+        proc = run_inner(tmp_path, instance, f"--netbed-capture-dir={captures}")
     finally:
         router.run(["mv", "/usr/bin/tcpdump.netbed-test", "/usr/bin/tcpdump"], timeout=10, check=True)
     assert proc.returncode == 1, proc.stdout[-3000:]
@@ -105,8 +108,8 @@ def test_old_runs_are_pruned(tmp_path: Path) -> None:
 
 
 @pytest.mark.integration
-def test_decisions_off_keeps_the_capture_without_a_decision_log(router: Router, tmp_path: Path) -> None:
+def test_decisions_off_keeps_the_capture_without_a_decision_log(router: Router, tmp_path: Path, instance: str) -> None:
     captures = tmp_path / "captures"
-    proc = run_inner(tmp_path, instance(), f"--netbed-capture-dir={captures}", "--netbed-decisions=off")
+    proc = run_inner(tmp_path, instance, f"--netbed-capture-dir={captures}", "--netbed-decisions=off")
     assert proc.returncode == 1, proc.stdout[-3000:]
     assert sorted(p.name for p in captures.glob("run-*/*")) == ["test_inner.py_test_fails.pcapng"]

@@ -4,7 +4,6 @@ lands on its own test's teardown) leaves one of each behind, and cleans up after
 
 from __future__ import annotations
 
-import os
 import subprocess
 from pathlib import Path
 
@@ -12,6 +11,7 @@ import pytest
 from inner_session import inner_env, pytest_argv
 
 from netbed.host import Host
+from netbed.testbed import Testbed
 
 INNER_TESTS = '''
 def test_leaves_a_process(client):
@@ -27,9 +27,9 @@ def test_cleans_up(client):
 
 
 @pytest.mark.integration
-def test_leftovers_are_removed_and_reported(client: Host, tmp_path: Path) -> None:
+def test_leftovers_are_removed_and_reported(testbed: Testbed, client: Host, tmp_path: Path) -> None:
     (tmp_path / "test_inner.py").write_text(INNER_TESTS)
-    argv = pytest_argv(os.environ.get("NETBED_INSTANCE", "netbed"), tmp_path / "test_inner.py", "-rA",
+    argv = pytest_argv(testbed.instance, tmp_path / "test_inner.py", "-rA",
                        "-W", "error::netbed.pytest_plugin.LeftoverWarning")
     proc = subprocess.run(argv, cwd=tmp_path, capture_output=True, text=True, timeout=300, env=inner_env())
     out = proc.stdout

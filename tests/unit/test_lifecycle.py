@@ -208,3 +208,10 @@ def test_the_subnet_lock_excludes_a_second_holder(tmp_path: Path, monkeypatch: p
         fcntl.flock(other.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)  # released on leaving the `with`
     monkeypatch.setenv("NETBED_LOCK_DIR", str(tmp_path / "missing"))
     assert lock_path().parent != tmp_path / "missing"
+
+
+def test_an_empty_netbed_instance_means_the_default(monkeypatch: pytest.MonkeyPatch) -> None:
+    # `make` exports NETBED_INSTANCE even when nobody set it (empty): that is the default
+    # instance, not a bad name (CI's `make test` failed on it).
+    monkeypatch.setenv("NETBED_INSTANCE", "")
+    assert Testbed(client=object()).instance == "netbed"  # type: ignore[arg-type]

@@ -118,6 +118,8 @@ def test_an_agent_start_kills_the_tcpdumps_an_earlier_agent_left(tmp_path: Path)
     cap = earlier.start(IFS)
     procs = [s.proc for s in cap.sides]
     later = CaptureTable(root=tmp_path / "captures")
-    assert later.reap_leftovers() == 2
+    # Two tcpdumps; a third process is counted when one of them is caught between fork and exec
+    # of its `sleep` (the child still carries the script's argv).
+    assert later.reap_leftovers() >= 2
     assert [p.wait(10) for p in procs] == [-9, -9]
     assert not (tmp_path / "captures").exists()
