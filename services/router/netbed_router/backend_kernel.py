@@ -52,6 +52,9 @@ queue, ``tfifo``):
   tc's distribution tables, plus the slot spacing and a margin; capped at ``DRAIN_CAP_S`` so a
   clear answers within the agent's reply timeout), and only then deletes the root. A netem that
   holds packets longer than that (a multi-second delay) still drops the rest at the deletion.
+  The deletion itself, like apply's replace, grafts a root qdisc: ``qdisc_graft`` deactivates
+  the device for an RCU grace period, and a packet sent meanwhile meets ``noop_qdisc`` and is
+  dropped (a few ms of traffic under emulation, docs/kernel-backend.md).
 
 After each apply, ``tc -j qdisc show`` (and ``tc -j filter show``) are read back and compared
 with the request; a difference raises :class:`ReadbackMismatch`. Counters restart at each apply.
