@@ -402,6 +402,8 @@ def test_drain_bound() -> None:
     assert drain_bound_s(parse("loss 5%")) == pytest.approx(0.5)
     assert drain_bound_s(parse("delay 10s")) == 2.0  # capped: the agent answers within 5 s
     assert pristine_change_args(parse("delay 10ms")) == ["limit", "1000"]
+    assert pristine_change_args(parse("rate 1mbit corrupt 1% limit 50")) == [
+        "limit", "50", "corrupt", "0%", "rate", "0bit"]
 
 
 def test_stats_read_the_netem_counters(backend: KernelBackend, kernel: FakeKernel) -> None:

@@ -42,12 +42,12 @@ queue, ``tfifo``):
   mid-traffic must allow for it; the userspace engine keeps them.
 * **clear** loses nothing. Deleting the root would drop the held packets the same way, so clear
   first *changes* the netem in place (``tc qdisc change ... netem limit N``, plus ``corrupt 0%``
-  when a corrupt was set): in ``netem_change`` (net/sched/sch_netem.c) the new latency, jitter,
+  and ``rate 0bit`` when they were set): in ``netem_change`` (net/sched/sch_netem.c) the new latency, jitter,
   loss, duplicate and gap replace the old ones and the queue is not touched, so the packets held
   keep the send time computed when they arrived and leave at it, while new packets pass with no
   delay (they may overtake the held ones: a reorder, never a loss). ``change`` keeps what the
-  arguments do not mention (corrupt, rate, slot, ecn): corrupt is zeroed explicitly, and rate
-  or slot only pace the drain. clear then polls ``tc -s -j qdisc show`` until netem's backlog is
+  arguments do not mention (corrupt, rate, slot, ecn): corrupt and rate are zeroed explicitly,
+  a slot only paces the drain, ecn acts only on losses. clear then polls ``tc -s -j qdisc show`` until netem's backlog is
   0, at most the longest time a held packet can still wait (delay + 4 x jitter, the reach of
   tc's distribution tables, plus the slot spacing and a margin; capped at ``DRAIN_CAP_S`` so a
   clear answers within the agent's reply timeout), and only then deletes the root. A netem that
@@ -226,10 +226,15 @@ def _counters(q: Mapping[str, Any] | None) -> dict[str, Any] | None:
 def pristine_change_args(netem: Netem) -> list[str]:
     """netem arguments for ``tc qdisc change`` that stop every impairment of ``netem`` (the one in
     place) but keep its queue: latency, jitter, loss, duplicate and gap are reset by any change;
-    corrupt is kept unless given, so it is zeroed; the limit is kept so the held packets fit."""
+    corrupt and rate are kept unless given, so they are zeroed (``rate 0bit``: no rate); the limit
+    is kept so the held packets fit. Measured on Linux 6.1 / iproute2 6.1: after ``change ...
+    netem limit 1000 corrupt 0% rate 0bit``, ``tc -j qdisc show`` lists no delay, corrupt or rate
+    (a ``slot`` stays: tc cannot zero it, and it only paces the drain)."""
     args = ["limit", str(netem.limit_packets)]
     if netem.corrupt is not None:
         args += ["corrupt", "0%"]
+    if netem.rate is not None:
+        args += ["rate", "0bit"]
     return args
 
 
