@@ -47,8 +47,8 @@ queue, ``tfifo``):
   keep the send time computed when they arrived and leave at it, while new packets pass with no
   delay (they may overtake the held ones: a reorder, never a loss). ``change`` keeps what the
   arguments do not mention (corrupt, rate, slot, ecn): corrupt and rate are zeroed explicitly,
-  a slot only paces the drain, ecn acts only on losses. clear then polls ``tc -s -j qdisc show`` until netem's backlog is
-  0, at most the longest time a held packet can still wait (delay + 4 x jitter, the reach of
+  a slot only paces the drain, ecn acts only on losses. clear then polls ``tc -s -j qdisc show``
+  until netem's backlog is 0, at most the longest time a held packet can still wait (delay + 4 x jitter, the reach of
   tc's distribution tables, plus the slot spacing and a margin; capped at ``DRAIN_CAP_S`` so a
   clear answers within the agent's reply timeout), and only then deletes the root. A netem that
   holds packets longer than that (a multi-second delay) still drops the rest at the deletion.
