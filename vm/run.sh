@@ -37,7 +37,7 @@ ACCEL="${NETBED_VM_ACCEL:-tcg}"
 # module with property markers), the impairment fidelity suite, and the testbed's own checks.
 SUITES=(tests/integration/test_datagram.py tests/integration/test_stream.py tests/integration/test_seqpacket.py
         tests/integration/test_ports.py tests/integration/test_raw.py tests/integration/test_impairment.py
-        tests/integration/test_markers.py tests/integration/test_testbed.py)
+        tests/integration/test_markers.py tests/integration/test_testbed.py tests/integration/test_capture.py)
 # Left out of the default VM run (deselected, and listed in the run's output): tests whose senders
 # and receivers must keep up with 1,000-20,000 datagrams/s, or whose timing tolerances are
 # sub-millisecond. The agents are Python processes; under software emulation (TCG) a sender
