@@ -15,6 +15,13 @@ bound.  Requests:
   so a restarted process draws exactly the same stream); ``keep_counters`` keeps the
   counters (a clear), else they restart at zero (an apply); ``flush`` releases held packets
   after the swap (a clear: the held packets live here, not in the agent).
+  With ``"at_ns": T`` (CLOCK_MONOTONIC ns, the clock every process of the container shares)
+  the worker swaps it in by itself at T (``pending_switch.py``): the answer comes at once,
+  ``{"seed": ..., "pending": true}``; ``flush`` then happens at the switch.  A request without
+  ``at_ns`` cancels a pending switch not yet due.
+* ``{"op": "switched", "timeout_s": S}``: wait up to S seconds for the last pending switch;
+  ``{"switched_ns": T}``, the monotonic time of the first packet the new engine handled (or
+  of the worker's wakeup at the deadline when idle), or ``null`` (cancelled, or not yet).
 * ``{"op": "flush"}``: release every held packet now.
 * ``{"op": "stats"}``: the counters (``EngineCounters`` slots), ``worker_alive``, ``worker_fatal``,
   ``scheduling`` (``scheduling.Scheduling.to_dict()``: real-time or why not).
@@ -110,10 +117,19 @@ class EngineHost:
                 engine.stats.seed = int(req["stats_seed"])
             if self.decisions is not None:
                 attach(engine, self.decisions)
+            if req.get("at_ns") is not None:
+                schedule = getattr(w, "schedule_engine", None)
+                if schedule is None:
+                    raise ValueError("at_ns: this worker cannot switch at a deadline")
+                schedule(engine, int(req["at_ns"]), flush=bool(req.get("flush")))
+                return {"seed": engine.seed, "pending": True}
             w.set_engine(engine)
             if req.get("flush") and w.held.heap and w.alive:
                 w.flush()  # a clear: held packets leave now (the agent cannot see them)
             return {"seed": engine.seed}
+        if op == "switched":
+            wait = getattr(w, "wait_switched", None)
+            return {"switched_ns": wait(float(req.get("timeout_s", 0.0))) if wait is not None else None}
         if op == "flush":
             return {"flushed": bool(w.flush()) if w.held.heap and w.alive else True}
         if op == "stats":

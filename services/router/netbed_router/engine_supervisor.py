@@ -114,6 +114,28 @@ class EngineProcess:
         except EngineDied as exc:
             log.warning("%s: engine process down (%s); the restart applies the new setting", self.name, exc)
 
+    def schedule_engine(self, engine: Engine, at_ns: int) -> None:
+        """Make ``engine`` the desired engine, for the process to swap in by itself at ``at_ns``
+        (``time.monotonic_ns``; ``pending_switch.py``).  If the process is down, the restart
+        applies it at once (the supervisor does not know deadlines)."""
+        keep = engine.stats is self.engine.stats
+        self.engine = engine
+        request = self._engine_request(engine, keep_counters=keep)
+        request["at_ns"] = at_ns
+        try:
+            self._call(request)
+        except EngineDied as exc:
+            log.warning("%s: engine process down (%s); the restart applies the new setting", self.name, exc)
+
+    def wait_switched(self, timeout_s: float) -> int | None:
+        """When the process swapped in the engine of ``schedule_engine`` (monotonic ns), waiting
+        up to ``timeout_s``; None if it did not (cancelled, timed out, process down)."""
+        try:
+            value = self._call({"op": "switched", "timeout_s": timeout_s}).get("switched_ns")
+        except EngineDied:
+            return None
+        return None if value is None else int(value)
+
     def flush(self, timeout_s: float = 2.0) -> bool:
         try:
             return bool(self._call({"op": "flush"}).get("flushed"))

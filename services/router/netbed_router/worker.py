@@ -17,6 +17,7 @@ from netbed_core.verdicts import NF_ACCEPT
 from .counters import EngineCounters
 from .engine import Engine, EngineConfig, HeldQueue
 from .nfqueue import MAX_COPY_RANGE, NFQA_SKB_NOT_WHOLE, NFQNL_MSG_PACKET, NLMSG_ERROR, NfQueue, parse_packet
+from .pending_switch import PendingSlot, PendingSwitch
 from .scheduling import Scheduling, request
 
 
@@ -73,7 +74,9 @@ class QueueWorker:
     """Runs one NFQUEUE queue through an ``Engine`` in a daemon thread.
 
     ``set_engine`` swaps the engine atomically (held packets stay held, like
-    ``tc qdisc change``); the next packet read uses the new engine.
+    ``tc qdisc change``); the next packet read uses the new engine.  ``schedule_engine``
+    hands it an engine to swap in by itself at a deadline (``pending_switch.py``): the
+    first packet read at or after it uses the new engine, and an idle worker wakes at it.
     """
 
     def __init__(
@@ -99,6 +102,7 @@ class QueueWorker:
         )
         self.held = HeldQueue()
         self.engine = Engine(EngineConfig(seed=0), self.held, EngineCounters())
+        self.pending_slot = PendingSlot()
         self.batch_verdicts = batch_verdicts
         self._raw4: socket.socket | None = None
         self._raw6: socket.socket | None = None
@@ -115,7 +119,21 @@ class QueueWorker:
         return self._thread.is_alive()
 
     def set_engine(self, engine: Engine) -> None:
-        self.engine = engine
+        """Swap ``engine`` in now; a pending switch not yet due is cancelled."""
+        with self.pending_slot.lock:
+            self.pending_slot._cancel_locked()
+            self.engine = engine
+
+    def schedule_engine(self, engine: Engine, at_ns: int, *, flush: bool) -> None:
+        """Swap ``engine`` in at ``at_ns`` (``time.monotonic_ns``), from the worker thread:
+        for the first packet read at or after it, or at it when idle; ``flush``: then release
+        the held packets (a clear).  Replaces a pending switch not yet due."""
+        self.pending_slot.offer(PendingSwitch(engine, at_ns, flush))
+
+    def wait_switched(self, timeout_s: float) -> int | None:
+        """The monotonic ns at which the last scheduled engine took over, waiting up to
+        ``timeout_s``; None if it was cancelled or has not switched yet."""
+        return self.pending_slot.wait(timeout_s)
 
     def flush(self, timeout_s: float = 2.0) -> bool:
         """Release every held packet now (from the worker thread); True when done."""
@@ -171,6 +189,8 @@ class QueueWorker:
                     eng.flush_all()
                     self._send(eng, accept_ids)
                     self._flushed.set()
+                if self.pending_slot.pending is not None:  # idle at the deadline: switch now
+                    eng = self._switch_if_due(eng, time.monotonic_ns(), accept_ids)
                 if eng is not gso_for:
                     gso_for = eng
                     want = self.gso_enabled and eng.config.gso_safe
@@ -198,7 +218,8 @@ class QueueWorker:
                             # Due already: release it now.  Falling through to the
                             # blocking recv would hold it until the next packet came.
                             continue
-                        r, _, _ = select.select([fd], [], [], min(wait / 1e9, IDLE_WAKE_S))
+                        r, _, _ = select.select([fd], [], [], min(wait / 1e9, IDLE_WAKE_S,
+                                                                  self._until_pending_s()))
                         if not r:
                             continue
                 if spin_ns and time.monotonic_ns() - last_pkt < spin_ns:
@@ -209,6 +230,12 @@ class QueueWorker:
                     except (BlockingIOError, InterruptedError):
                         continue
                 else:
+                    if self.pending_slot.pending is not None:
+                        # Wake at the deadline even without a packet (a clear's held packets
+                        # leave then): the socket's own timeout is IDLE_WAKE_S.
+                        r, _, _ = select.select([fd], [], [], min(IDLE_WAKE_S, self._until_pending_s()))
+                        if not r:
+                            continue
                     try:
                         n = recv_into(buf)
                     except (BlockingIOError, InterruptedError, TimeoutError):
@@ -217,6 +244,8 @@ class QueueWorker:
                 # Re-read after blocking: an apply() that happened meanwhile must act on
                 # this packet already.
                 eng = self.engine
+                if self.pending_slot.pending is not None:
+                    eng = self._switch_if_due(eng, last_pkt, accept_ids)
                 self._handle(eng, buf, mv, n, accept_ids)
                 drained = 0
                 for _ in range(DRAIN_MAX):
@@ -224,6 +253,8 @@ class QueueWorker:
                         n = recv_into(buf, 0, dontwait)
                     except (BlockingIOError, InterruptedError):
                         break
+                    if self.pending_slot.pending is not None:
+                        eng = self._switch_if_due(eng, time.monotonic_ns(), accept_ids)
                     self._handle(eng, buf, mv, n, accept_ids)
                     drained += 1
                 self._send(eng, accept_ids)
@@ -239,6 +270,30 @@ class QueueWorker:
                 self._count_error(eng, exc)
             except Exception as exc:  # noqa: BLE001 - logged and counted; the loop must survive
                 self._count_error(eng, exc)
+
+    def _until_pending_s(self) -> float:
+        """Seconds until the pending switch is due (IDLE_WAKE_S without one)."""
+        p = self.pending_slot.pending
+        return IDLE_WAKE_S if p is None else p.seconds_until(time.monotonic_ns())
+
+    def _switch_if_due(self, eng: Engine, now_ns: int, accept_ids: list[int]) -> Engine:
+        """The engine for a packet read at ``now_ns``: the pending one once its deadline has
+        come (swapped in here, ``now_ns`` recorded as the switch time), else ``eng``.  The old
+        engine's verdicts go out first; a clear then releases the held packets."""
+        slot = self.pending_slot
+        with slot.lock:
+            p = slot.take(now_ns)
+            if p is None:
+                return eng
+            self._send(eng, accept_ids)
+            new = p.engine
+            self.engine = new
+            if p.flush and self.held.heap:
+                new.flush_all()
+                self._send(new, accept_ids)
+            p.switched_ns = now_ns
+            p.done.set()
+            return new
 
     def _count_error(self, eng: Engine, exc: BaseException) -> None:
         eng.stats.errors += 1
