@@ -287,6 +287,11 @@ class SchedulingWorker(FakeWorker):
     def __init__(self, queue_num: int, name: str) -> None:
         super().__init__(queue_num, name)
         self.scheduled: list[tuple[Engine, int]] = []
+        self.armed: list[bool] = []
+
+    def arm(self, on: bool) -> bool:
+        self.armed.append(on)
+        return True
 
     def schedule_engine(self, engine: Engine, at_ns: int) -> None:
         self.scheduled.append((engine, at_ns))
@@ -308,6 +313,7 @@ def test_kept_directions_hand_steps_to_the_engine_unless_a_rule_would_change() -
     assert backend.schedule("to-server", parse("partition").to_dict(), None, T_AT) is None  # not kept
     backend.keep_queued("to-server", True)
     host.take()
+    assert workers[0].armed == [True]  # an idle worker can be woken by a step handed over
     assert backend.schedule("to-server", parse("partition").to_dict(), parse_match("udp:5000"), T_AT) is None
     applied = backend.schedule("to-server", parse("delay 5ms").to_dict(), None, T_AT)
     assert applied is not None and applied.queued
@@ -320,3 +326,5 @@ def test_kept_directions_hand_steps_to_the_engine_unless_a_rule_would_change() -
     assert host.take() == []  # no iptables rule changed
     backend.apply("to-server", parse("delay 5ms").to_dict(), parse_match("udp:5000"))
     assert not backend.can_schedule("to-server", None)  # the rule would lose its match
+    backend.keep_queued("to-server", False)
+    assert workers[0].armed == [True, False]

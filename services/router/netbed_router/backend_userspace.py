@@ -41,7 +41,7 @@ from .nfqueue import (
     read_kernel_stats,
 )
 from .rules import CHAIN, Rules, disable_offloads, rule_args
-from .worker import QueueRunner
+from .worker import IDLE_WAKE_S, QueueRunner
 
 log = logging.getLogger("netbed.router.userspace")
 
@@ -213,12 +213,18 @@ class UserspaceBackend(Backend):
         with self._lock:
             if self._closed:
                 raise RuntimeError("backend is closed")
+            w: QueueRunner | None
             if on:
                 self._kept.add(direction)
-                if direction not in self._active:
-                    self._worker(direction)  # its engine is the pass-through one until an apply
+                w = self._worker(direction)  # its engine is the pass-through one until an apply
             else:
                 self._kept.discard(direction)
+                w = self._workers.get(direction)
+            arm = getattr(w, "arm", None)  # steps handed over ahead wake an idle worker (schedule)
+            if arm is not None and not arm(on) and on:
+                log.warning("%s: the engine did not confirm it can be woken for steps; a step handed "
+                            "over less than %g ms ahead may take effect up to that much late", direction,
+                            IDLE_WAKE_S * 1000)
             self.rules.set(self._desired_rules())
 
     def schedule(self, direction: str, spec: Mapping[str, Any] | None, match: Mapping[str, Any] | None,

@@ -127,6 +127,14 @@ class EngineProcess:
         except EngineDied as exc:
             log.warning("%s: engine process down (%s); the restart applies the new setting", self.name, exc)
 
+    def arm(self, on: bool) -> bool:
+        """Make the process's idle worker wakeable by ``schedule_engine`` (``on``), or not; True
+        once it is (False: the process is down or did not confirm in time)."""
+        try:
+            return bool(self._call({"op": "arm", "on": on}).get("armed"))
+        except EngineDied:
+            return False
+
     def wait_switched(self, timeout_s: float) -> int | None:
         """When the process swapped in the engine of ``schedule_engine`` (monotonic ns), waiting
         up to ``timeout_s``; None if it did not (cancelled, timed out, process down)."""
