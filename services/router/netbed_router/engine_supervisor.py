@@ -87,6 +87,7 @@ class EngineProcess:
         # What the process's worker got (scheduling.Scheduling.to_dict()), from its last stats.
         self.scheduling: dict[str, Any] | None = None
         self.decisions_max: int | None = None  # the decision log's size while it runs
+        self.armed = False  # the worker wakes for steps handed over (arm); a restart re-arms it
         self._lock = threading.RLock()
         self._closing = False
         self._stopped = False
@@ -130,6 +131,7 @@ class EngineProcess:
     def arm(self, on: bool) -> bool:
         """Make the process's idle worker wakeable by ``schedule_engine`` (``on``), or not; True
         once it is (False: the process is down or did not confirm in time)."""
+        self.armed = on
         try:
             return bool(self._call({"op": "arm", "on": on}).get("armed"))
         except EngineDied:
@@ -305,6 +307,8 @@ class EngineProcess:
                     self._call(self._engine_request(self.engine, keep_counters=False))
                     if self.decisions_max is not None:
                         self._call({"op": "decisions_start", "max_entries": self.decisions_max})
+                    if self.armed:
+                        self._call({"op": "arm", "on": True})
                 except (EngineDied, RuntimeError) as exc:
                     # The supervise loop sees this process exit and tries again.
                     log.error("%s: engine process %d did not take the impairment: %s", self.name, pid, exc)
