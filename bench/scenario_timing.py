@@ -4,8 +4,11 @@
 
 Runs a scenario alternating ``clear`` and ``delay 10ms`` (to-server) every ``--interval-ms``
 under UDP sequence traffic, and reports from the router's timeline, per step:
-- woke: how late the router's scenario thread started applying (began - scheduled);
+- woke: how late the router's scenario thread started applying (began - scheduled; 0 for a
+  step the engine switched by itself, whose ``began`` is its deadline);
 - effective: how late the step had taken effect (effective - scheduled), the step-timing error;
+- by engine: how many steps were handed to the userspace engine ahead of time and switched by
+  its worker (``switched_by: engine``), and how far ahead they were handed (p50);
 and from the receiver, for the clear -> delay edges two consecutive datagrams bracket to 1 ms:
 the distance of the edge from its scheduled time. The backend is whatever the router runs (``netbed
 status``); this machine has no sch_netem, so here it is the userspace engine. Prints the
@@ -75,9 +78,13 @@ def main() -> int:
     late = sorted(r["late_ms"] for r in rows)
     seen = sorted(abs(e) for e in edges_ms(arrivals, rows))
     load = " ".join(f"{x:.2f}" for x in os.getloadavg())
+    ahead = sorted((r["scheduled_ns"] - r["handed_ns"]) / 1e6 for r in rows if r.get("handed_ns") is not None)
+    by_engine = sum(1 for r in rows if r.get("switched_by") == "engine")
     print(f"| backend {backend}, {len(rows)} steps every {opts.interval_ms:g} ms | "
           f"woke p50 {percentile(woke, 50):.2f} ms p99 {percentile(woke, 99):.2f} ms | "
           f"effective p50 {percentile(late, 50):.2f} ms p99 {percentile(late, 99):.2f} ms | "
+          f"by engine {by_engine} of {len(rows)}"
+          + (f", handed p50 {percentile(ahead, 50):.1f} ms ahead | " if ahead else " | ")
           + (f"receiver |edge| p50 {percentile(seen, 50):.2f} ms p99 {percentile(seen, 99):.2f} ms "
              f"({len(seen)} edges resolved) | " if seen else "receiver: no edge resolved | ")
           + f"load {load} |")

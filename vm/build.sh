@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Build (once) what vm/run.sh boots: Debian's cloud kernel and a minimal bookworm root filesystem
 # with python3, iproute2, iptables, kmod, ethtool, the programs the integration suites run on the
-# hosts (procps, iputils-ping, curl, netcat-openbsd) and the kernel's modules, packed as a gzipped cpio.
+# hosts (procps, iputils-ping, curl, netcat-openbsd, tcpdump for the router's captures) and the kernel's modules, packed as a gzipped cpio.
 #
 # Idempotent: everything is cached under build/vm/ (gitignored). A second run with nothing to do
 # takes well under a second. The project's sources are NOT in this image: vm/run.sh appends them
@@ -14,7 +14,7 @@ set -euo pipefail
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 OUT="${NETBED_VM_DIR:-$ROOT/build/vm}"
 SUITE="${NETBED_VM_SUITE:-bookworm}"
-PACKAGES="python3,iproute2,iptables,kmod,ethtool,procps,iputils-ping,curl,netcat-openbsd"
+PACKAGES="python3,iproute2,iptables,kmod,ethtool,procps,iputils-ping,curl,netcat-openbsd,tcpdump"
 
 log() { printf 'vm/build: %s\n' "$*" >&2; }
 

@@ -37,7 +37,7 @@ ACCEL="${NETBED_VM_ACCEL:-tcg}"
 # module with property markers), the impairment fidelity suite, and the testbed's own checks.
 SUITES=(tests/integration/test_datagram.py tests/integration/test_stream.py tests/integration/test_seqpacket.py
         tests/integration/test_ports.py tests/integration/test_raw.py tests/integration/test_impairment.py
-        tests/integration/test_markers.py tests/integration/test_testbed.py)
+        tests/integration/test_markers.py tests/integration/test_testbed.py tests/integration/test_capture.py)
 # Left out of the default VM run (deselected, and printed with their reasons): tests whose
 # failures there measure the emulator, not the router. The agents are Python processes; under
 # software emulation (TCG) on a loaded 2-core machine a sender falls behind 3,000-10,000

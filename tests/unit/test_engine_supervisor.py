@@ -39,6 +39,9 @@ class FakeWorker:
         return True
     def stop(self):
         self.alive = False
+    def arm(self, on):
+        self.engine.stats.errors = 1 if on else 0  # seen through stats: armed or not
+        return on
 
 sys.exit(serve(EngineHost(FakeWorker()), sys.stdin, sys.stdout))
 '''
@@ -130,6 +133,14 @@ def test_a_seed_drawn_at_random_survives_a_restart(proc: EngineProcess) -> None:
     wait_for(lambda: proc.supervision()["restarts"] == 1 and proc.supervision()["running"], 2.0)
     assert proc.refresh_stats() and proc.engine.stats.seed == engine.seed
     assert proc.engine.stats.last_error == decisions(f"loss 30% seed {engine.seed}", 1)
+
+
+def test_an_armed_worker_is_armed_again_after_a_restart(proc: EngineProcess) -> None:
+    assert proc.arm(True) is True
+    assert proc.refresh_stats() and proc.engine.stats.errors == 1
+    os.kill(proc.supervision()["pid"], signal.SIGKILL)
+    wait_for(lambda: proc.supervision()["restarts"] == 1 and proc.supervision()["running"], 2.0)
+    assert proc.refresh_stats() and proc.engine.stats.errors == 1  # the new process was armed too
 
 
 def test_a_cleared_direction_is_not_reported_as_reapplied(proc: EngineProcess) -> None:

@@ -18,10 +18,12 @@ from netbed_core.scenario import Step, parse_scenario
 from netbed_router.backend import Backend
 from netbed_router.backend_kernel import KernelBackend
 from netbed_router.backend_userspace import UserspaceBackend
+from netbed_router.engine import Engine
 from netbed_router.match import parse_match
 from netbed_router.scenario import RouterSteps, ScenarioRunner
 
 MS = 1_000_000
+T_AT = 9_000 * MS  # a deadline, monotonic ns
 
 
 class FakeClock:
@@ -57,6 +59,12 @@ class Recorder:
         self.clock.now += round(self.slow_ms * MS)
         if step.index == self.fail_at:
             raise RuntimeError("tc said no")
+
+    def schedule(self, step: Step, at_ns: int) -> object | None:
+        return None  # like the kernel backend: every step runs at its time
+
+    def confirm(self, step: Step, ticket: object, origin: str, timeout_s: float) -> int | None:
+        raise AssertionError("nothing was handed over")
 
     def release(self, directions: Sequence[str]) -> None:
         self.events.append((self.clock(), "release"))
@@ -123,6 +131,69 @@ def test_stop_ends_a_scenario_that_repeats_forever_and_restores() -> None:
     assert status["state"] == "stopped" and status["current"] is None
     assert rec.events[-1][1] == "restore (scenario stop)"
     assert r.stop()["state"] == "stopped"  # idempotent
+
+
+class Ahead(Recorder):
+    """An executor whose engine takes steps ahead and switches ``switch_late_ms`` after each
+    deadline; steps with a match cannot go ahead (they run at their time)."""
+
+    def __init__(self, clock: FakeClock, switch_late_ms: float) -> None:
+        super().__init__(clock)
+        self.switch_late_ms = switch_late_ms
+
+    def schedule(self, step: Step, at_ns: int) -> object | None:
+        if step.match is not None:
+            return None
+        self.events.append((self.clock(), f"handed {step.describe()} for {at_ns}"))
+        return {"at_ns": at_ns}
+
+    def confirm(self, step: Step, ticket: object, origin: str, timeout_s: float) -> int | None:
+        assert isinstance(ticket, dict) and self.clock() >= ticket["at_ns"]  # asked after the deadline
+        return int(ticket["at_ns"] + self.switch_late_ms * MS)
+
+
+def test_engine_steps_are_handed_over_ahead_and_the_engines_switch_time_is_recorded() -> None:
+    clock = FakeClock()
+    rec = Ahead(clock, switch_late_ms=0.25)
+    steps = [{"netem": "clear", "duration": "200ms"}, {"netem": "partition", "duration": "50ms"},
+             {"netem": "delay 5ms", "match": "udp:5000", "duration": "100ms"}]
+    r = runner(steps, 2, rec, clock)
+    t0 = clock.now
+    r.start()
+    assert r.wait(5)
+    status = r.status()
+    assert status["state"] == "finished"
+    handed = [((t - t0) / MS, what) for t, what in rec.events if what.startswith("handed")]
+    # LEAD_NS (100 ms) ahead of the deadline (the first step: at once, it is due at t0)
+    assert [t for t, _ in handed] == [0, 100, 250, 450]
+    assert [what.rsplit(" for ", 1)[1] for _, what in handed] == [
+        str(t0 + ms * MS) for ms in (0, 200, 350, 550)]
+    runs = [(t - t0) / MS for t, what in rec.events if what.startswith("scenario step")]
+    assert runs == [250, 600]  # the step with a match: applied by the thread at its time
+    rows = status["timeline"]
+    engine_rows = [row for row in rows if row["switched_by"] == "engine"]
+    assert len(engine_rows) == 4
+    for row in engine_rows:
+        assert row["began_ns"] == row["scheduled_ns"]  # the engine never switches before the deadline
+        assert row["effective_ns"] == row["scheduled_ns"] + 250_000 and row["late_ms"] == 0.25
+        assert row["handed_ns"] <= row["scheduled_ns"]
+    assert [row["switched_by"] for row in rows] == ["engine", "engine", "router"] * 2
+
+
+def test_an_engine_that_does_not_report_its_switch_fails_the_step() -> None:
+    class Silent(Ahead):
+        def confirm(self, step: Step, ticket: object, origin: str, timeout_s: float) -> int | None:
+            return None
+
+    clock = FakeClock()
+    rec = Silent(clock, 0)
+    r = runner(FLAP, 1, rec, clock)
+    r.start()
+    assert r.wait(5)
+    status = r.status()
+    assert status["state"] == "failed" and "did not report taking the step" in status["error"]
+    assert status["timeline"][-1]["effective_ns"] is None
+    assert rec.events[-1][1] == "restore (scenario failed)"
 
 
 def test_host_faults_are_recorded_for_the_harness_not_executed() -> None:
@@ -207,3 +278,53 @@ def test_kept_directions_switch_without_touching_iptables(
     assert not backend.stats().directions["to-server"].active
     backend.keep_queued("to-server", False)  # clear and released: pristine kernel forwarding again
     assert host.jump == {"iptables": False, "ip6tables": False}
+
+
+class SchedulingWorker(FakeWorker):
+    """A FakeWorker that takes engines with a deadline, as EngineProcess does: ``engine`` is the
+    desired one at once (the process swaps it in at the deadline)."""
+
+    def __init__(self, queue_num: int, name: str) -> None:
+        super().__init__(queue_num, name)
+        self.scheduled: list[tuple[Engine, int]] = []
+        self.armed: list[bool] = []
+
+    def arm(self, on: bool) -> bool:
+        self.armed.append(on)
+        return True
+
+    def schedule_engine(self, engine: Engine, at_ns: int) -> None:
+        self.scheduled.append((engine, at_ns))
+        self.engine = engine
+
+    def wait_switched(self, timeout_s: float) -> int | None:
+        return self.scheduled[-1][1] + 1 if self.scheduled else None
+
+
+def test_kept_directions_hand_steps_to_the_engine_unless_a_rule_would_change() -> None:
+    host, workers = FakeHost(), []
+
+    def factory(queue_num: int, name: str) -> Any:
+        w = SchedulingWorker(queue_num, name)
+        workers.append(w)
+        return w
+    backend = UserspaceBackend(*NETS, runner=host, worker_factory=factory)
+    host.take()
+    assert backend.schedule("to-server", parse("partition").to_dict(), None, T_AT) is None  # not kept
+    backend.keep_queued("to-server", True)
+    host.take()
+    assert workers[0].armed == [True]  # an idle worker can be woken by a step handed over
+    assert backend.schedule("to-server", parse("partition").to_dict(), parse_match("udp:5000"), T_AT) is None
+    applied = backend.schedule("to-server", parse("delay 5ms").to_dict(), None, T_AT)
+    assert applied is not None and applied.queued
+    engine, at = workers[0].scheduled[-1]
+    assert at == T_AT and engine.config.latency_ns == 5 * MS
+    assert backend.stats().directions["to-server"].active
+    assert backend.schedule("to-server", None, None, T_AT + MS) is not None  # a clear keeps the counters
+    assert workers[0].scheduled[-1][0].config.is_noop and workers[0].scheduled[-1][0].stats is engine.stats
+    assert backend.wait_switched("to-server", 0) == T_AT + MS + 1
+    assert host.take() == []  # no iptables rule changed
+    backend.apply("to-server", parse("delay 5ms").to_dict(), parse_match("udp:5000"))
+    assert not backend.can_schedule("to-server", None)  # the rule would lose its match
+    backend.keep_queued("to-server", False)
+    assert workers[0].armed == [True, False]

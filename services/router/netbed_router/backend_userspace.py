@@ -41,7 +41,7 @@ from .nfqueue import (
     read_kernel_stats,
 )
 from .rules import CHAIN, Rules, disable_offloads, rule_args
-from .worker import QueueRunner
+from .worker import IDLE_WAKE_S, QueueRunner
 
 log = logging.getLogger("netbed.router.userspace")
 
@@ -213,13 +213,64 @@ class UserspaceBackend(Backend):
         with self._lock:
             if self._closed:
                 raise RuntimeError("backend is closed")
+            w: QueueRunner | None
             if on:
                 self._kept.add(direction)
-                if direction not in self._active:
-                    self._worker(direction)  # its engine is the pass-through one until an apply
+                w = self._worker(direction)  # its engine is the pass-through one until an apply
             else:
                 self._kept.discard(direction)
+                w = self._workers.get(direction)
+            arm = getattr(w, "arm", None)  # steps handed over ahead wake an idle worker (schedule)
+            if arm is not None and not arm(on) and on:
+                log.warning("%s: the engine did not confirm it can be woken for steps; a step handed "
+                            "over less than %g ms ahead may take effect up to that much late", direction,
+                            IDLE_WAKE_S * 1000)
             self.rules.set(self._desired_rules())
+
+    def schedule(self, direction: str, spec: Mapping[str, Any] | None, match: Mapping[str, Any] | None,
+                 at_ns: int) -> Applied | None:
+        """Hand ``direction``'s engine process the setting ``spec`` (None: clear) to switch to
+        by itself at ``at_ns`` (``time.monotonic_ns``; ``pending_switch.py``).  Only where no
+        iptables rule changes: the direction is kept queued (``keep_queued``) and neither the
+        current nor the new setting has a match.  None (nothing done) otherwise, or when the
+        worker cannot switch at a deadline: the caller applies the step at its time instead."""
+        self.check_direction(direction)
+        config = EngineConfig.from_dict(spec) if spec is not None else None
+        with self._lock:
+            if self._closed:
+                raise RuntimeError("backend is closed")
+            if not self._can_schedule_locked(direction, match):
+                return None
+            w = self._workers[direction]
+            if config is None or config.is_noop:
+                old = w.engine
+                engine = Engine(EngineConfig(seed=0), w.held, old.stats)  # a clear keeps the counters
+                engine.stats.seed = old.seed
+                self._active.pop(direction, None)
+            else:
+                engine = Engine(config, w.held, EngineCounters(), stream=DIRECTIONS.index(direction))
+                self._active[direction] = {"spec": dict(spec or {}), "match": None}
+            w.schedule_engine(engine, at_ns)  # type: ignore[attr-defined]  # checked by _can_schedule_locked
+            return Applied(direction, queued=True, seed=engine.seed, details={"queue_num": QUEUE_NUMS[direction]})
+
+    def can_schedule(self, direction: str, match: Mapping[str, Any] | None) -> bool:
+        """Whether ``schedule`` would take a step on ``direction`` with ``match`` (see there)."""
+        with self._lock:
+            return not self._closed and self._can_schedule_locked(direction, match)
+
+    def _can_schedule_locked(self, direction: str, match: Mapping[str, Any] | None) -> bool:
+        current = self._active.get(direction)
+        w = self._workers.get(direction)
+        return (direction in self._kept and normalize_match(match) is None and w is not None
+                and getattr(w, "schedule_engine", None) is not None
+                and (current is None or current["match"] is None))
+
+    def wait_switched(self, direction: str, timeout_s: float) -> int | None:
+        """When ``direction``'s engine took the setting of ``schedule`` (monotonic ns), waiting
+        up to ``timeout_s``; None if it did not."""
+        w = self._workers.get(direction)
+        wait = getattr(w, "wait_switched", None)
+        return None if wait is None else wait(timeout_s)
 
     def _clear_locked(self, direction: str) -> None:
         was_active = self._active.pop(direction, None) is not None

@@ -15,6 +15,18 @@ bound.  Requests:
   so a restarted process draws exactly the same stream); ``keep_counters`` keeps the
   counters (a clear), else they restart at zero (an apply); ``flush`` releases held packets
   after the swap (a clear: the held packets live here, not in the agent).
+  With ``"at_ns": T`` (CLOCK_MONOTONIC ns, the clock every process of the container shares)
+  the worker swaps it in by itself at T (``pending_switch.py``): the answer comes at once,
+  ``{"seed": ..., "pending": true}``; ``flush`` then happens at the switch.  The control thread
+  then reads no request until the worker has switched (or SWITCH_GRACE_S after the deadline):
+  a request arriving at the deadline (the router's ``switched``) must not make this thread
+  take the GIL just when the worker needs it (a thread preempted while holding the GIL would
+  stall the worker), so requests sent meanwhile are answered after the switch.
+* ``{"op": "switched", "timeout_s": S}``: wait up to S seconds for the last pending switch;
+  ``{"switched_ns": T}``, the monotonic time of the first packet the new engine handled (or
+  of the worker's wakeup at the deadline when idle), or ``null`` (cancelled, or not yet).
+* ``{"op": "arm", "on": true}``: make the idle worker wakeable by a pending switch (before a
+  scenario's first step; ``worker.QueueWorker.arm``); ``{"armed": bool}``.
 * ``{"op": "flush"}``: release every held packet now.
 * ``{"op": "stats"}``: the counters (``EngineCounters`` slots), ``worker_alive``, ``worker_fatal``,
   ``scheduling`` (``scheduling.Scheduling.to_dict()``: real-time or why not).
@@ -44,6 +56,7 @@ import logging
 import os
 import signal
 import sys
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, fields
 from pathlib import Path
@@ -58,6 +71,9 @@ from .worker import DEFAULT_COALESCE_US, QueueRunner, QueueWorker
 log = logging.getLogger("netbed.router.engine")
 
 _CONFIG_FIELDS = frozenset(f.name for f in fields(EngineConfig))
+#: How long after a pending switch's deadline the control thread waits for it before it reads
+#: requests again, seconds (the worker wakes at the deadline; more means it is stuck).
+SWITCH_GRACE_S = 1.0
 
 
 def config_to_wire(config: EngineConfig) -> dict[str, Any]:
@@ -98,6 +114,16 @@ class EngineHost:
         self.closed = False
         self.decisions: DecisionLog | None = None
         self.name = name
+        #: The deadline of the switch just offered; ``serve`` waits for it before reading on.
+        self.await_switch_until_ns: int | None = None
+
+    def await_switch(self) -> None:
+        """After offering a switch: wait (without the GIL) until the worker took it, or
+        SWITCH_GRACE_S past its deadline."""
+        at_ns, self.await_switch_until_ns = self.await_switch_until_ns, None
+        wait = getattr(self.worker, "wait_switched", None)
+        if at_ns is not None and wait is not None:
+            wait(max(0.0, (at_ns - time.monotonic_ns()) / 1e9) + SWITCH_GRACE_S)
 
     def handle(self, req: Mapping[str, Any]) -> Any:
         op = req.get("op")
@@ -110,10 +136,24 @@ class EngineHost:
                 engine.stats.seed = int(req["stats_seed"])
             if self.decisions is not None:
                 attach(engine, self.decisions)
+            if req.get("at_ns") is not None:
+                schedule = getattr(w, "schedule_engine", None)
+                if schedule is None:
+                    raise ValueError("at_ns: this worker cannot switch at a deadline")
+                at_ns = int(req["at_ns"])
+                schedule(engine, at_ns, flush=bool(req.get("flush")))
+                self.await_switch_until_ns = at_ns
+                return {"seed": engine.seed, "pending": True}
             w.set_engine(engine)
             if req.get("flush") and w.held.heap and w.alive:
                 w.flush()  # a clear: held packets leave now (the agent cannot see them)
             return {"seed": engine.seed}
+        if op == "arm":
+            arm = getattr(w, "arm", None)
+            return {"armed": bool(arm(bool(req.get("on", True)))) if arm is not None else False}
+        if op == "switched":
+            wait = getattr(w, "wait_switched", None)
+            return {"switched_ns": wait(float(req.get("timeout_s", 0.0))) if wait is not None else None}
         if op == "flush":
             return {"flushed": bool(w.flush()) if w.held.heap and w.alive else True}
         if op == "stats":
@@ -166,6 +206,7 @@ def serve(host: EngineHost, lines: IO[str], answers: IO[str]) -> int:
                     answer({"ok": True, "result": None})
                     return 0
                 answer({"ok": True, "result": host.handle(req)})
+                host.await_switch()
             except Exception as exc:  # noqa: BLE001 - reported to the agent
                 answer({"ok": False, "error": f"{type(exc).__name__}: {exc}"})
     finally:

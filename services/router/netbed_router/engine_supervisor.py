@@ -87,6 +87,7 @@ class EngineProcess:
         # What the process's worker got (scheduling.Scheduling.to_dict()), from its last stats.
         self.scheduling: dict[str, Any] | None = None
         self.decisions_max: int | None = None  # the decision log's size while it runs
+        self.armed = False  # the worker wakes for steps handed over (arm); a restart re-arms it
         self._lock = threading.RLock()
         self._closing = False
         self._stopped = False
@@ -113,6 +114,37 @@ class EngineProcess:
             self._call(self._engine_request(engine, keep_counters=keep))
         except EngineDied as exc:
             log.warning("%s: engine process down (%s); the restart applies the new setting", self.name, exc)
+
+    def schedule_engine(self, engine: Engine, at_ns: int) -> None:
+        """Make ``engine`` the desired engine, for the process to swap in by itself at ``at_ns``
+        (``time.monotonic_ns``; ``pending_switch.py``).  If the process is down, the restart
+        applies it at once (the supervisor does not know deadlines)."""
+        keep = engine.stats is self.engine.stats
+        self.engine = engine
+        request = self._engine_request(engine, keep_counters=keep)
+        request["at_ns"] = at_ns
+        try:
+            self._call(request)
+        except EngineDied as exc:
+            log.warning("%s: engine process down (%s); the restart applies the new setting", self.name, exc)
+
+    def arm(self, on: bool) -> bool:
+        """Make the process's idle worker wakeable by ``schedule_engine`` (``on``), or not; True
+        once it is (False: the process is down or did not confirm in time)."""
+        self.armed = on
+        try:
+            return bool(self._call({"op": "arm", "on": on}).get("armed"))
+        except EngineDied:
+            return False
+
+    def wait_switched(self, timeout_s: float) -> int | None:
+        """When the process swapped in the engine of ``schedule_engine`` (monotonic ns), waiting
+        up to ``timeout_s``; None if it did not (cancelled, timed out, process down)."""
+        try:
+            value = self._call({"op": "switched", "timeout_s": timeout_s}).get("switched_ns")
+        except EngineDied:
+            return None
+        return None if value is None else int(value)
 
     def flush(self, timeout_s: float = 2.0) -> bool:
         try:
@@ -275,6 +307,8 @@ class EngineProcess:
                     self._call(self._engine_request(self.engine, keep_counters=False))
                     if self.decisions_max is not None:
                         self._call({"op": "decisions_start", "max_entries": self.decisions_max})
+                    if self.armed:
+                        self._call({"op": "arm", "on": True})
                 except (EngineDied, RuntimeError) as exc:
                     # The supervise loop sees this process exit and tries again.
                     log.error("%s: engine process %d did not take the impairment: %s", self.name, pid, exc)

@@ -187,6 +187,51 @@ def apply_directions(directions: Sequence[str], netem: Netem, match_text: str | 
                           match=match_text, seed=seed if isinstance(seed, int) else applied.seed)
 
 
+def schedule_directions(directions: Sequence[str], netem: Netem | None, match: dict[str, Any] | None,
+                        at_ns: int) -> dict[str, int] | None:
+    """Hand each of `directions` the setting `netem` (None: clear) for its engine to switch to by
+    itself at `at_ns` (time.monotonic_ns; backend_userspace.schedule). Per direction the seed in
+    use; None when the backend cannot for some direction (the kernel backend, a match): nothing
+    was handed over, the caller applies the step at its time."""
+    backend = _backend()
+    can = getattr(backend, "can_schedule", None)
+    if can is None:
+        return None
+    spec = netem.to_dict() if netem is not None else None
+    with STATE.lock:
+        if not all(can(direction, match) for direction in directions):
+            return None
+        seeds: dict[str, int] = {}
+        for direction in directions:
+            applied = backend.schedule(direction, spec, match, at_ns)  # type: ignore[attr-defined]
+            if applied is None:  # it could a moment ago, under the same lock: a bug
+                raise RuntimeError(f"{direction}: the backend refused a step it accepted")
+            seeds[direction] = applied.seed
+            STATE.current[direction] = None if netem is None else {
+                "spec": spec, "match": None, "description": describe(netem)}
+        return seeds
+
+
+def confirm_directions(directions: Sequence[str], netem: Netem | None, seeds: dict[str, int], origin: str,
+                       timeout_s: float) -> int | None:
+    """Wait up to `timeout_s` for each direction's engine to take the setting handed over by
+    `schedule_directions`, and record one timeline event each. The latest switch time
+    (monotonic ns), or None when some direction did not report one."""
+    backend = _backend()
+    times: list[int | None] = []
+    for direction in directions:
+        times.append(backend.wait_switched(direction, timeout_s))  # type: ignore[attr-defined]
+        if netem is None:
+            EVENTS.record("clear", direction, origin)
+        else:
+            spec = netem.to_dict()
+            seed = spec.get("seed")
+            EVENTS.record("impair", direction, origin, spec=spec, netem=to_text(netem), description=describe(netem),
+                          match=None, seed=seed if isinstance(seed, int) else seeds.get(direction))
+    known = [t for t in times if t is not None]
+    return max(known) if len(known) == len(times) else None
+
+
 def clear_directions(directions: Sequence[str], origin: str) -> None:
     """Pristine forwarding on each of `directions`, one timeline event each; `origin` names the
     request ("clear", "reset", "scenario:NAME")."""
@@ -278,7 +323,7 @@ OPS = {
     "reset": op_reset,
     "impair_status": op_impair_status,
     "events": op_events,
-    **scenario_ops(apply_directions, clear_directions, _backend),
+    **scenario_ops(apply_directions, clear_directions, _backend, schedule_directions, confirm_directions),
     **TRACE_OPS,
     **CAPTURES.ops(),
 }

@@ -7,11 +7,23 @@ The thread waits on an Event (so ``stop`` wakes it at once) until ``SPIN_NS`` be
 deadline, then polls the clock up to it: ``Event.wait`` alone wakes up to a scheduler tick
 late, the poll costs at most ``SPIN_NS`` of CPU per step.
 
-For every step the timeline records when it was due, when applying began and when the apply
-returned (``effective``: the backend has switched; for the userspace engine the engine
-process has swapped its configuration, for tc the ``replace`` has returned), in monotonic ns
-and in CLOCK_REALTIME ns (the clock the sequence receivers stamp arrivals with; all containers
-share the host's clocks).
+Userspace engine steps go AHEAD of time (``StepExecutor.schedule``): up to ``LEAD_NS``
+before the deadline (as soon as the previous step took effect, when steps are closer), the
+thread hands the step to the direction's engine process with its deadline on
+CLOCK_MONOTONIC, and the engine's worker switches by itself for the first packet it reads at
+or after the deadline, or at the deadline when idle (``pending_switch.py``). The thread then
+sleeps to the deadline (no spinning: it is not on the path) and asks when the switch
+happened (``StepExecutor.confirm``). Steps the engine cannot take ahead (a ``match``, which
+rewrites iptables rules; the kernel backend) run as before: the thread wakes at the deadline
+and applies them.
+
+For every step the timeline records when it was due, when applying began and when it took
+effect, in monotonic ns and in CLOCK_REALTIME ns (the clock the sequence receivers stamp
+arrivals with; all containers share the host's clocks). ``switched_by: engine`` (a step
+handed over ahead): ``began`` is the deadline (the engine never switches before it),
+``handed_ns`` when the thread handed it over, ``effective`` the engine's own switch time.
+``switched_by: router``: ``began`` is when the thread started applying, ``effective`` when the
+apply returned (for tc, the ``replace`` and its read-back; for the engine, its swap).
 
 Host faults (``pause``, ``resume``, ``restart``) need Docker, which the router does not have:
 the router only records when they were due (``by: harness``); the harness executes them.
@@ -37,6 +49,12 @@ log = logging.getLogger("netbed_agent")
 SPIN_NS = 1_000_000
 #: Timeline records kept (the oldest are dropped beyond; ``timeline_dropped`` counts them).
 MAX_RECORDS = 10_000
+#: How long before a deadline a step is handed to the engine at most, ns (steps closer than
+#: this go as soon as the previous one took effect).
+LEAD_NS = 100_000_000
+#: How long after a deadline the thread waits for the engine to report its switch, seconds
+#: (below the supervisor's answer timeout, engine_supervisor.ANSWER_TIMEOUT_S).
+CONFIRM_TIMEOUT_S = 2.0
 #: How long ``stop`` waits for the thread to end, seconds (a step in progress finishes first).
 STOP_TIMEOUT_S = 20.0
 
@@ -51,6 +69,15 @@ class StepExecutor(Protocol):
     def run(self, step: Step, origin: str) -> None:
         """Apply ``step`` (netem or clear) now. Raises on failure."""
 
+    def schedule(self, step: Step, at_ns: int) -> object | None:
+        """Hand ``step`` (netem or clear) over to take effect by itself at ``at_ns``
+        (monotonic). A ticket for ``confirm``, or None when it cannot (nothing changed: the
+        runner applies it with ``run`` at its time). Raises on failure."""
+
+    def confirm(self, step: Step, ticket: object, origin: str, timeout_s: float) -> int | None:
+        """After the deadline: when the step handed over took effect (monotonic ns), waiting up
+        to ``timeout_s``; None if it did not report one."""
+
     def release(self, directions: Sequence[str]) -> None:
         """Undo ``prepare``, leaving each direction's current setting as it is."""
 
@@ -60,15 +87,21 @@ class StepExecutor(Protocol):
 
 ApplyDirections = Callable[[Sequence[str], Netem, "str | None", "dict[str, Any] | None", str], None]
 ClearDirections = Callable[[Sequence[str], str], None]
+ScheduleDirections = Callable[[Sequence[str], "Netem | None", "dict[str, Any] | None", int], "dict[str, int] | None"]
+ConfirmDirections = Callable[[Sequence[str], "Netem | None", "dict[str, int]", str, float], "int | None"]
 
 
 class RouterSteps:
     """The router's :class:`StepExecutor`: netem and clear steps through the same two functions
-    as the ``impair`` and ``clear`` operations (``ops.apply_directions``, ``ops.clear_directions``)."""
+    as the ``impair`` and ``clear`` operations (``ops.apply_directions``, ``ops.clear_directions``),
+    or handed over ahead through ``ops.schedule_directions`` and ``ops.confirm_directions``
+    (without those two, every step runs at its time)."""
 
     def __init__(self, apply: ApplyDirections, clear: ClearDirections, backend: Callable[[], Any],
-                 parse_match: Callable[[str | None], dict[str, Any] | None]) -> None:
+                 parse_match: Callable[[str | None], dict[str, Any] | None],
+                 schedule: ScheduleDirections | None = None, confirm: ConfirmDirections | None = None) -> None:
         self._apply, self._clear, self._backend, self._parse_match = apply, clear, backend, parse_match
+        self._schedule, self._confirm = schedule, confirm
 
     def _keep(self, directions: Sequence[str], on: bool) -> None:
         keep = getattr(self._backend(), "keep_queued", None)
@@ -84,6 +117,15 @@ class RouterSteps:
             self._clear(step.directions, origin)
         else:
             self._apply(step.directions, step.netem, step.match, self._parse_match(step.match), origin)
+
+    def schedule(self, step: Step, at_ns: int) -> object | None:
+        if self._schedule is None or self._confirm is None:
+            return None
+        return self._schedule(step.directions, step.netem, self._parse_match(step.match), at_ns)
+
+    def confirm(self, step: Step, ticket: object, origin: str, timeout_s: float) -> int | None:
+        assert self._confirm is not None and isinstance(ticket, dict)
+        return self._confirm(step.directions, step.netem, ticket, origin, timeout_s)
 
     def release(self, directions: Sequence[str]) -> None:
         self._keep(directions, False)
@@ -104,11 +146,12 @@ class ScenarioRunner:
     def __init__(self, scenario: Scenario, executor: StepExecutor, *, name: str = "",
                  clock_ns: Callable[[], int] = time.monotonic_ns, wall_ns: Callable[[], int] = time.time_ns,
                  wait: Callable[[float], bool] | None = None, spin_ns: int = SPIN_NS,
-                 max_records: int = MAX_RECORDS) -> None:
+                 max_records: int = MAX_RECORDS, lead_ns: int = LEAD_NS) -> None:
         self.scenario, self.name = scenario, name
         self._executor = executor
         self._clock, self._wall = clock_ns, wall_ns
         self._spin_ns = spin_ns
+        self._lead_ns = lead_ns
         self._stop = threading.Event()
         self._wait = wait if wait is not None else self._stop.wait
         self._lock = threading.Lock()
@@ -177,9 +220,17 @@ class ScenarioRunner:
         try:
             for cycle, step, offset_ms in self.scenario.schedule():
                 due = self.t0_ns + round(offset_ms * 1e6)
-                if self._sleep_until(due):
-                    return
-                self._execute(cycle, step, due)
+                ahead = "no"
+                if step.on_router:
+                    if self._doze_until(due - self._lead_ns):
+                        return
+                    ahead = self._execute_ahead(cycle, step, due)
+                    if ahead == "stopped":
+                        return
+                if ahead == "no":
+                    if self._sleep_until(due):
+                        return
+                    self._execute(cycle, step, due)
                 if self.error is not None:
                     final = "failed"
                     break
@@ -200,6 +251,39 @@ class ScenarioRunner:
             elif final == "finished" and not self._stop.is_set():
                 self._executor.release(self._directions)
 
+    def _doze_until(self, deadline_ns: int) -> bool:
+        """Wait until about ``deadline_ns`` (no spinning: precision is not needed); True when stopped."""
+        remaining = deadline_ns - self._clock()
+        if remaining > 0:
+            return self._wait(remaining / 1e9)
+        return self._stop.is_set()
+
+    def _execute_ahead(self, cycle: int, step: Step, due_ns: int) -> str:
+        """Hand ``step`` over before ``due_ns`` and record when it took effect: ``done``;
+        ``no`` when it cannot go ahead (the caller runs it at its time); ``stopped`` when the
+        scenario was stopped before the deadline (its stop or reset then sets the directions,
+        which cancels the pending switch)."""
+        origin = f"scenario step {step.index}"
+        handed = self._clock()
+        try:
+            ticket = self._executor.schedule(step, due_ns)
+        except Exception as exc:  # noqa: BLE001 - recorded, and it ends the scenario
+            self._record(cycle, step, due_ns, handed, None, f"{type(exc).__name__}: {exc}", "router")
+            return "done"
+        if ticket is None:
+            return "no"
+        if self._doze_until(due_ns):
+            return "stopped"
+        error = None
+        try:
+            effective = self._executor.confirm(step, ticket, origin, CONFIRM_TIMEOUT_S)
+        except Exception as exc:  # noqa: BLE001 - recorded, and it ends the scenario
+            effective, error = None, f"{type(exc).__name__}: {exc}"
+        if effective is None and error is None:
+            error = f"the engine did not report taking the step within {CONFIRM_TIMEOUT_S:g} s of its deadline"
+        self._record(cycle, step, due_ns, due_ns, effective, error, "engine", handed_ns=handed)
+        return "done"
+
     def _execute(self, cycle: int, step: Step, due_ns: int) -> None:
         began = self._clock()
         error = None
@@ -208,7 +292,13 @@ class ScenarioRunner:
                 self._executor.run(step, f"scenario step {step.index}")
             except Exception as exc:  # noqa: BLE001 - recorded, and it ends the scenario
                 error = f"{type(exc).__name__}: {exc}"
-        effective = self._clock()
+        self._record(cycle, step, due_ns, began, self._clock() if step.on_router else None, error, "router")
+
+    def _record(self, cycle: int, step: Step, due_ns: int, began: int, effective: int | None, error: str | None,
+                switched_by: str, *, handed_ns: int | None = None) -> None:
+        """Append the step's timeline record; ``effective`` None: it did not take effect."""
+        if error is not None:
+            effective = None
         record = {
             "step": step.index,
             "cycle": cycle,
@@ -216,12 +306,16 @@ class ScenarioRunner:
             "by": "router" if step.on_router else "harness",
             "scheduled_ns": due_ns,
             "began_ns": began,
-            "effective_ns": effective if step.on_router and error is None else None,
+            "effective_ns": effective,
             "scheduled_wall_ns": due_ns + self.wall_offset_ns,
-            "effective_wall_ns": effective + self.wall_offset_ns if step.on_router and error is None else None,
-            "late_ms": (effective - due_ns) / 1e6 if step.on_router and error is None else None,
+            "effective_wall_ns": effective + self.wall_offset_ns if effective is not None else None,
+            "late_ms": (effective - due_ns) / 1e6 if effective is not None else None,
             "error": error,
         }
+        if step.on_router:
+            record["switched_by"] = switched_by
+        if handed_ns is not None:
+            record["handed_ns"] = handed_ns
         with self._lock:
             self._records.append(record)
             self._recorded += 1
@@ -252,4 +346,4 @@ class ScenarioRunner:
         return out
 
 
-__all__ = ["MAX_RECORDS", "SPIN_NS", "RouterSteps", "ScenarioRunner", "StepExecutor"]
+__all__ = ["CONFIRM_TIMEOUT_S", "LEAD_NS", "MAX_RECORDS", "SPIN_NS", "RouterSteps", "ScenarioRunner", "StepExecutor"]

@@ -19,7 +19,14 @@ from netbed_agent.errors import RequestError
 from netbed_core.scenario import ScenarioError, parse_scenario
 
 from .match import parse_match
-from .scenario import ApplyDirections, ClearDirections, RouterSteps, ScenarioRunner
+from .scenario import (
+    ApplyDirections,
+    ClearDirections,
+    ConfirmDirections,
+    RouterSteps,
+    ScenarioRunner,
+    ScheduleDirections,
+)
 from .trace_ops import refuse_trace_on
 
 
@@ -53,9 +60,11 @@ class ScenarioSlot:
 SCENARIO = ScenarioSlot()
 
 
-def scenario_ops(apply: ApplyDirections, clear: ClearDirections,
-                 backend: Callable[[], Any]) -> dict[str, Callable[[Args], dict[str, Any]]]:
-    """The three operations, executing steps through ``apply`` and ``clear``."""
+def scenario_ops(apply: ApplyDirections, clear: ClearDirections, backend: Callable[[], Any],
+                 schedule: ScheduleDirections | None = None,
+                 confirm: ConfirmDirections | None = None) -> dict[str, Callable[[Args], dict[str, Any]]]:
+    """The three operations, executing steps through ``apply`` and ``clear``, or handed to the
+    engine ahead of time through ``schedule`` and ``confirm`` where it can (scenario.py)."""
 
     def op_scenario_start(args: Args) -> dict[str, Any]:
         """Validate every step (netem lines, directions, matches), then start; nothing changes
@@ -81,7 +90,8 @@ def scenario_ops(apply: ApplyDirections, clear: ClearDirections,
             if SCENARIO.runner is not None and SCENARIO.runner.running:
                 raise RequestError(f"scenario_start: scenario {SCENARIO.runner.name!r} is running; stop it first "
                                    "(scenario_stop, or reset)", kind="busy")
-            runner = ScenarioRunner(scenario, RouterSteps(apply, clear, backend, parse_match), name=name)
+            executor = RouterSteps(apply, clear, backend, parse_match, schedule, confirm)
+            runner = ScenarioRunner(scenario, executor, name=name)
             SCENARIO.runner = runner
             return runner.start()
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import errno
 import logging
+import os
 import select
 import socket
 import struct
@@ -17,6 +18,7 @@ from netbed_core.verdicts import NF_ACCEPT
 from .counters import EngineCounters
 from .engine import Engine, EngineConfig, HeldQueue
 from .nfqueue import MAX_COPY_RANGE, NFQA_SKB_NOT_WHOLE, NFQNL_MSG_PACKET, NLMSG_ERROR, NfQueue, parse_packet
+from .pending_switch import PendingSlot, PendingSwitch
 from .scheduling import Scheduling, request
 
 
@@ -61,6 +63,10 @@ RT_SLEEP_S = 0.0001
 #: measured, it lowered the UDP packet rate (docs/engine.md).
 COALESCE_GAP_NS = 200_000
 DEFAULT_COALESCE_US = 0
+#: An idle worker with a pending switch sleeps until this long before its deadline, then polls
+#: the queue without sleeping (ns): waking from a sleep on a loaded machine takes milliseconds
+#: now and then, the poll costs at most this much CPU per switch.
+PENDING_SPIN_NS = 1_000_000
 #: Largest verdict datagram (bytes); netlink refuses messages above the socket sndbuf.
 MAX_SEND_BYTES = 256 * 1024
 
@@ -73,7 +79,9 @@ class QueueWorker:
     """Runs one NFQUEUE queue through an ``Engine`` in a daemon thread.
 
     ``set_engine`` swaps the engine atomically (held packets stay held, like
-    ``tc qdisc change``); the next packet read uses the new engine.
+    ``tc qdisc change``); the next packet read uses the new engine.  ``schedule_engine``
+    hands it an engine to swap in by itself at a deadline (``pending_switch.py``): the
+    first packet read at or after it uses the new engine, and an idle worker wakes at it.
     """
 
     def __init__(
@@ -99,6 +107,16 @@ class QueueWorker:
         )
         self.held = HeldQueue()
         self.engine = Engine(EngineConfig(seed=0), self.held, EngineCounters())
+        self.pending_slot = PendingSlot()
+        # Wakes a worker waiting for packets when a switch is offered (``schedule_engine``):
+        # while armed (``arm``, for a scenario), the idle worker waits in select on the queue and
+        # this pipe instead of a blocking recv (one more syscall per wakeup, only then), so a step
+        # handed over less than IDLE_WAKE_S ahead is not missed.
+        self._wake_r, self._wake_w = os.pipe()
+        os.set_blocking(self._wake_r, False)
+        os.set_blocking(self._wake_w, False)
+        self._armed = False
+        self._armed_seen = threading.Event()
         self.batch_verdicts = batch_verdicts
         self._raw4: socket.socket | None = None
         self._raw6: socket.socket | None = None
@@ -115,7 +133,40 @@ class QueueWorker:
         return self._thread.is_alive()
 
     def set_engine(self, engine: Engine) -> None:
-        self.engine = engine
+        """Swap ``engine`` in now; a pending switch not yet due is cancelled."""
+        with self.pending_slot.lock:
+            self.pending_slot._cancel_locked()
+            self.engine = engine
+
+    def schedule_engine(self, engine: Engine, at_ns: int, *, flush: bool) -> None:
+        """Swap ``engine`` in at ``at_ns`` (``time.monotonic_ns``), from the worker thread:
+        for the first packet read at or after it, or at it when idle; ``flush``: then release
+        the held packets (a clear).  Replaces a pending switch not yet due."""
+        self.pending_slot.offer(PendingSwitch(engine, at_ns, flush))
+        self._armed = True
+        self._wake()
+
+    def arm(self, on: bool, timeout_s: float = 2 * IDLE_WAKE_S) -> bool:
+        """``on``: make an idle worker wakeable by ``schedule_engine`` (see ``_wake_r``), and wait
+        up to ``timeout_s`` until the loop waits that way (a blocking recv in progress lasts up to
+        IDLE_WAKE_S); True once it does.  Off: back to the plain blocking recv."""
+        self._armed_seen.clear()
+        self._armed = on
+        if not on:
+            return True
+        self._wake()
+        return self._armed_seen.wait(timeout_s)
+
+    def _wake(self) -> None:
+        try:
+            os.write(self._wake_w, b"\0")
+        except BlockingIOError:
+            pass  # the pipe is full of wakeups already
+
+    def wait_switched(self, timeout_s: float) -> int | None:
+        """The monotonic ns at which the last scheduled engine took over, waiting up to
+        ``timeout_s``; None if it was cancelled or has not switched yet."""
+        return self.pending_slot.wait(timeout_s)
 
     def flush(self, timeout_s: float = 2.0) -> bool:
         """Release every held packet now (from the worker thread); True when done."""
@@ -130,6 +181,8 @@ class QueueWorker:
             if s is not None:
                 s.close()
         self.q.close()
+        os.close(self._wake_r)
+        os.close(self._wake_w)
 
     # -- the loop -------------------------------------------------------------------------
     def _run(self) -> None:
@@ -171,6 +224,8 @@ class QueueWorker:
                     eng.flush_all()
                     self._send(eng, accept_ids)
                     self._flushed.set()
+                if self.pending_slot.pending is not None:  # idle at the deadline: switch now
+                    eng = self._switch_if_due(eng, time.monotonic_ns(), accept_ids)
                 if eng is not gso_for:
                     gso_for = eng
                     want = self.gso_enabled and eng.config.gso_safe
@@ -198,10 +253,12 @@ class QueueWorker:
                             # Due already: release it now.  Falling through to the
                             # blocking recv would hold it until the next packet came.
                             continue
-                        r, _, _ = select.select([fd], [], [], min(wait / 1e9, IDLE_WAKE_S))
-                        if not r:
+                        r, _, _ = select.select([fd, self._wake_r], [], [], min(wait / 1e9, IDLE_WAKE_S,
+                                                                                 self._until_pending_s()))
+                        if fd not in r:
+                            self._drain_wakeups(r)
                             continue
-                if spin_ns and time.monotonic_ns() - last_pkt < spin_ns:
+                if (spin_ns and time.monotonic_ns() - last_pkt < spin_ns) or self._pending_imminent():
                     # Busy-poll while traffic flows: waking a sleeping thread costs
                     # milliseconds now and then on a loaded/virtual CPU (see docs/engine.md).
                     try:
@@ -209,6 +266,15 @@ class QueueWorker:
                     except (BlockingIOError, InterruptedError):
                         continue
                 else:
+                    if self._armed or self.pending_slot.pending is not None:
+                        self._armed_seen.set()
+                        # Wake at the deadline even without a packet (a clear's held packets
+                        # leave then), and when a switch is offered meanwhile; the socket's own
+                        # timeout is IDLE_WAKE_S.
+                        r, _, _ = select.select([fd, self._wake_r], [], [], min(IDLE_WAKE_S, self._until_pending_s()))
+                        if fd not in r:
+                            self._drain_wakeups(r)
+                            continue
                     try:
                         n = recv_into(buf)
                     except (BlockingIOError, InterruptedError, TimeoutError):
@@ -217,6 +283,8 @@ class QueueWorker:
                 # Re-read after blocking: an apply() that happened meanwhile must act on
                 # this packet already.
                 eng = self.engine
+                if self.pending_slot.pending is not None:
+                    eng = self._switch_if_due(eng, last_pkt, accept_ids)
                 self._handle(eng, buf, mv, n, accept_ids)
                 drained = 0
                 for _ in range(DRAIN_MAX):
@@ -224,6 +292,8 @@ class QueueWorker:
                         n = recv_into(buf, 0, dontwait)
                     except (BlockingIOError, InterruptedError):
                         break
+                    if self.pending_slot.pending is not None:
+                        eng = self._switch_if_due(eng, time.monotonic_ns(), accept_ids)
                     self._handle(eng, buf, mv, n, accept_ids)
                     drained += 1
                 self._send(eng, accept_ids)
@@ -239,6 +309,44 @@ class QueueWorker:
                 self._count_error(eng, exc)
             except Exception as exc:  # noqa: BLE001 - logged and counted; the loop must survive
                 self._count_error(eng, exc)
+
+    def _drain_wakeups(self, readable: list[int]) -> None:
+        """Empty the wake pipe if select found it readable (the loop then looks at the offer)."""
+        if self._wake_r in readable:
+            try:
+                os.read(self._wake_r, 4096)
+            except BlockingIOError:
+                pass
+
+    def _until_pending_s(self) -> float:
+        """Seconds the worker may sleep: until PENDING_SPIN_NS before the pending switch is due
+        (IDLE_WAKE_S without one)."""
+        p = self.pending_slot.pending
+        return IDLE_WAKE_S if p is None else p.seconds_until(time.monotonic_ns() + PENDING_SPIN_NS)
+
+    def _pending_imminent(self) -> bool:
+        """A switch is due within PENDING_SPIN_NS: poll instead of sleeping."""
+        p = self.pending_slot.pending
+        return p is not None and time.monotonic_ns() + PENDING_SPIN_NS >= p.at_ns
+
+    def _switch_if_due(self, eng: Engine, now_ns: int, accept_ids: list[int]) -> Engine:
+        """The engine for a packet read at ``now_ns``: the pending one once its deadline has
+        come (swapped in here, ``now_ns`` recorded as the switch time), else ``eng``.  The old
+        engine's verdicts go out first; a clear then releases the held packets."""
+        slot = self.pending_slot
+        with slot.lock:
+            p = slot.take(now_ns)
+            if p is None:
+                return eng
+            self._send(eng, accept_ids)
+            new = p.engine
+            self.engine = new
+            if p.flush and self.held.heap:
+                new.flush_all()
+                self._send(new, accept_ids)
+            p.switched_ns = now_ns
+            p.done.set()
+            return new
 
     def _count_error(self, eng: Engine, exc: BaseException) -> None:
         eng.stats.errors += 1
