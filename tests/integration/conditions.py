@@ -36,30 +36,6 @@ LOSS_RATE = 0.05
 DUPLICATE_RATE = 0.10
 CORRUPT_RATE = 0.05
 
-#: Where each backend's `corrupt` flips its bit (docs/kernel-backend.md, "Corrupt"): kernel
-#: netem flips one bit of one byte anywhere in the frame, Ethernet header included
-#: (sch_netem.c: skb->data[random % skb_headlen(skb)], skb->data being the MAC header at the
-#: egress qdisc); the userspace engine only after the IP header. So on the kernel backend some
-#: corrupted IPv4 datagrams never reach UDP: a flip in the IP header fails its checksum (the
-#: receiver's Ip InHdrErrors), one in the destination MAC address or the EtherType is dropped
-#: below IP where no /proc/net/snmp counter sees it, and one in the source MAC address, or the
-#: destination's group bit (the frame becomes multicast, which IP still accepts), is delivered
-#: intact.
-ETHERNET_HEADER_BYTES = 14
-#: Bytes of the Ethernet header whose flip stops the frame below IP: destination MAC (6, less
-#: its group bit, 1/8 of a byte) and EtherType (2).
-ETHERNET_DROPPING_BYTES = 6 - 1 / 8 + 2
-IPV4_UDP_HEADER_BYTES = 20 + 8
-#: Bytes of the Ethernet header whose flip leaves the datagram deliverable and intact: the
-#: source MAC address (6) and the destination's group bit (1/8 of a byte).
-ETHERNET_HARMLESS_BYTES = 6 + 1 / 8
-
-
-def corrupt_hits_frame(router: Any) -> bool:
-    """True when the router's `corrupt` can flip any byte of the frame (the kernel backend),
-    False when it keeps the headers up to IP intact (the userspace engine)."""
-    return router.impair_status()["backend"] != "userspace"
-
 CONDITIONS: dict[str, Condition] = {c.name: c for c in (
     Condition("clean", ""),
     Condition("loss", f"loss {LOSS_RATE:.0%}"),

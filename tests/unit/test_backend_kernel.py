@@ -16,11 +16,9 @@ from netbed_router.backend_kernel import (
     KernelBackendError,
     ReadbackMismatch,
     compare_netem_options,
-    drain_bound_s,
     expected_netem_options,
     filter_commands,
     normalize_match,
-    pristine_change_args,
     probe_kernel_netem,
     probe_reason,
 )
@@ -53,19 +51,6 @@ class FakeKernel:
         self.filters: dict[str, list[dict[str, Any]]] = {"eth0": [], "eth1": []}
         self.tamper: dict[str, Any] = {}  # merged into every netem's options (a kernel that disagrees)
         self.refuse_duplicate_mix = False  # Linux 6.1.y: no netem beside a duplicating one
-        self.backlog: list[int] = []  # netem's qlen in successive `tc -j -s qdisc show` answers
-        self.refuse_change = False
-
-    def change(self, a: list[str]) -> subprocess.CompletedProcess[str]:
-        """netem_change: the options given replace the old ones; the queue stays."""
-        if self.refuse_change:
-            return done(a, 2, err="Error: invalid argument.\n")
-        dev, handle = a[4], a[a.index("handle") + 1]
-        kind_at = a.index("handle") + 2
-        assert a[kind_at] == "netem", a
-        netem = next(q for q in self.qdiscs[dev] if q["handle"] == handle and q["kind"] == "netem")
-        netem["options"] = self.netem_options(a[kind_at + 1:])
-        return done(a)
 
     def netem_options(self, args: list[str]) -> dict[str, Any]:
         opts = expected_netem_options(parse(args))
@@ -81,13 +66,7 @@ class FakeKernel:
         if a[0] == "ethtool":
             return done(a)
         if a[:2] == ["tc", "-j"] and "qdisc" in a:
-            qdiscs = self.qdiscs[a[-1]]
-            if "-s" in a and self.backlog:
-                qlen = self.backlog.pop(0)
-                qdiscs = [{**q, "qlen": qlen, "backlog": 100 * qlen} if q["kind"] == "netem" else q for q in qdiscs]
-            return done(a, out=json.dumps(qdiscs))
-        if a[:3] == ["tc", "qdisc", "change"]:
-            return self.change(a)
+            return done(a, out=json.dumps(self.qdiscs[a[-1]]))
         if a[:3] == ["tc", "-j", "filter"]:
             return done(a, out=self.filter_json(a[5], a[7]))
         if a[:3] == ["tc", "qdisc", "replace"]:
@@ -347,63 +326,6 @@ def test_clear_is_idempotent(backend: KernelBackend, kernel: FakeKernel) -> None
     backend.clear("to-server")
     backend.clear("to-server")
     assert [c for c in kernel.tc_changes() if c[2] == "del"] == [["tc", "qdisc", "del", "dev", "eth0", "root"]]
-
-
-def test_clear_drains_netem_in_place_before_deleting(backend: KernelBackend, kernel: FakeKernel) -> None:
-    """Deleting a netem drops what it holds: clear first changes it to a pristine netem (same
-    handle, same limit, corrupt zeroed), waits for the backlog to reach 0, then deletes."""
-    backend.apply("to-server", spec("delay 50ms corrupt 1% limit 5000"))
-    kernel.calls.clear()
-    kernel.backlog = [40, 12, 0]
-    sleeps: list[float] = []
-    backend._sleep = sleeps.append
-    backend.clear("to-server")
-    assert kernel.tc_changes() == [
-        ["tc", "qdisc", "change", "dev", "eth0", "root", "handle", "10:", "netem", "limit", "5000", "corrupt", "0%"],
-        ["tc", "qdisc", "del", "dev", "eth0", "root"]]
-    polls = [c for c in kernel.calls if c[:3] == ["tc", "-j", "-s"]]
-    assert len(polls) == 3 and len(sleeps) == 2  # read until the backlog was 0
-    assert kernel.backlog == []
-
-
-def test_clear_drains_the_netem_under_a_match(backend: KernelBackend, kernel: FakeKernel) -> None:
-    backend.apply("to-client", spec("delay 20ms"), {"proto": "udp", "port": 53})
-    kernel.calls.clear()
-    backend.clear("to-client")
-    change = next(c for c in kernel.tc_changes() if c[2] == "change")
-    assert change == ["tc", "qdisc", "change", "dev", "eth1", "parent", "20:3", "handle", "30:", "netem",
-                      "limit", "1000"]
-
-
-def test_clear_stops_waiting_at_the_drain_bound(backend: KernelBackend, kernel: FakeKernel) -> None:
-    """A backlog that never drains (traffic above a rate) is deleted after the bound, not waited on."""
-    backend.apply("to-server", spec("delay 100ms 10ms"))
-    now = [0.0]
-    backend._clock = lambda: now[0]
-    backend._sleep = lambda s: now.__setitem__(0, now[0] + s)
-    kernel.backlog = [5] * 10_000
-    backend.clear("to-server")
-    assert now[0] == pytest.approx(drain_bound_s(parse("delay 100ms 10ms")), abs=0.05)
-    assert kernel.qdiscs["eth0"] == [DEFAULT_QDISC]
-
-
-def test_clear_without_drain_when_change_fails(backend: KernelBackend, kernel: FakeKernel,
-                                               capsys: pytest.CaptureFixture[str]) -> None:
-    backend.apply("to-server", spec("delay 10ms"))
-    kernel.refuse_change = True
-    backend.clear("to-server")
-    assert kernel.qdiscs["eth0"] == [DEFAULT_QDISC]
-    assert "the packets netem holds are dropped" in capsys.readouterr().err
-
-
-def test_drain_bound() -> None:
-    assert drain_bound_s(parse("delay 50ms")) == pytest.approx(0.55)
-    assert drain_bound_s(parse("delay 100ms 20ms")) == pytest.approx(0.68)
-    assert drain_bound_s(parse("loss 5%")) == pytest.approx(0.5)
-    assert drain_bound_s(parse("delay 10s")) == 2.0  # capped: the agent answers within 5 s
-    assert pristine_change_args(parse("delay 10ms")) == ["limit", "1000"]
-    assert pristine_change_args(parse("rate 1mbit corrupt 1% limit 50")) == [
-        "limit", "50", "corrupt", "0%", "rate", "0bit"]
 
 
 def test_stats_read_the_netem_counters(backend: KernelBackend, kernel: FakeKernel) -> None:

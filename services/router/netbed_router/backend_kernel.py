@@ -33,29 +33,6 @@ pristine band; and when the old or the new netem duplicates, Linux (6.1.y stable
 refuses to build a netem while the old tree holds one ("cannot mix duplicating netems with
 other netems in tree"), so the old root is deleted first.
 
-What happens to the packets netem holds (they wait for their send time in netem's time-ordered
-queue, ``tfifo``):
-
-* **apply** grafts a *new* qdisc: the kernel destroys the old one, and ``netem_reset`` frees
-  whatever its queue still held. Replacing an impairment therefore drops the packets the old one
-  was delaying (at most its delay times the packet rate). Tests that change an impairment
-  mid-traffic must allow for it; the userspace engine keeps them.
-* **clear** loses nothing. Deleting the root would drop the held packets the same way, so clear
-  first *changes* the netem in place (``tc qdisc change ... netem limit N``, plus ``corrupt 0%``
-  and ``rate 0bit`` when they were set): in ``netem_change`` (net/sched/sch_netem.c) the new latency, jitter,
-  loss, duplicate and gap replace the old ones and the queue is not touched, so the packets held
-  keep the send time computed when they arrived and leave at it, while new packets pass with no
-  delay (they may overtake the held ones: a reorder, never a loss). ``change`` keeps what the
-  arguments do not mention (corrupt, rate, slot, ecn): corrupt and rate are zeroed explicitly,
-  a slot only paces the drain, ecn acts only on losses. clear then polls ``tc -s -j qdisc show``
-  until netem's backlog is 0, at most the longest time a held packet can still wait (delay + 4 x jitter, the reach of
-  tc's distribution tables, plus the slot spacing and a margin; capped at ``DRAIN_CAP_S`` so a
-  clear answers within the agent's reply timeout), and only then deletes the root. A netem that
-  holds packets longer than that (a multi-second delay) still drops the rest at the deletion.
-  The deletion itself, like apply's replace, grafts a root qdisc: ``qdisc_graft`` deactivates
-  the device for an RCU grace period, and a packet sent meanwhile meets ``noop_qdisc`` and is
-  dropped (a few ms of traffic under emulation, docs/kernel-backend.md).
-
 After each apply, ``tc -j qdisc show`` (and ``tc -j filter show``) are read back and compared
 with the request; a difference raises :class:`ReadbackMismatch`. Counters restart at each apply.
 
@@ -71,8 +48,6 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
-import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -96,10 +71,8 @@ __all__ = [
     "Runner",
     "compare_netem_options",
     "direction_stats",
-    "drain_bound_s",
     "expected_netem_options",
     "filter_commands",
-    "pristine_change_args",
     "probe_kernel_netem",
     "probe_reason",
 ]
@@ -111,13 +84,6 @@ PRIO_HANDLES = (0x20, 0x21)
 NETEM_CHILD = {0x20: 0x30, 0x21: 0x31}
 PRISTINE_PRIOMAP = ["1"] * 16  # every priority to band 2 (minor 2), pristine
 DUPLICATE_CONFLICT = "cannot mix duplicating netems"
-#: clear: the longest wait for netem's queue to drain before the root is deleted, seconds (a
-#: clear of both directions must answer within the agent's 5 s reply timeout).
-DRAIN_CAP_S = 2.0
-#: clear: time beyond the latest computed send time (scheduling, tc's own run time), seconds.
-DRAIN_MARGIN_S = 0.5
-#: clear: how often netem's backlog is read while draining, seconds.
-DRAIN_POLL_S = 0.02
 
 #: The counters tc keeps for a qdisc, as ``DirectionStats`` names; the others are None.
 MEASURED: frozenset[str] = frozenset({"passed", "dropped", "queue_depth", "backlog_bytes", "overlimits",
@@ -223,35 +189,6 @@ def _counters(q: Mapping[str, Any] | None) -> dict[str, Any] | None:
     }
 
 
-def pristine_change_args(netem: Netem) -> list[str]:
-    """netem arguments for ``tc qdisc change`` that stop every impairment of ``netem`` (the one in
-    place) but keep its queue: latency, jitter, loss, duplicate and gap are reset by any change;
-    corrupt and rate are kept unless given, so they are zeroed (``rate 0bit``: no rate); the limit
-    is kept so the held packets fit. Measured on Linux 6.1 / iproute2 6.1: after ``change ...
-    netem limit 1000 corrupt 0% rate 0bit``, ``tc -j qdisc show`` lists no delay, corrupt or rate
-    (a ``slot`` stays: tc cannot zero it, and it only paces the drain)."""
-    args = ["limit", str(netem.limit_packets)]
-    if netem.corrupt is not None:
-        args += ["corrupt", "0%"]
-    if netem.rate is not None:
-        args += ["rate", "0bit"]
-    return args
-
-
-def drain_bound_s(netem: Netem) -> float:
-    """The longest a packet held by ``netem`` can still wait after its impairment is made pristine,
-    seconds: delay + 4 x jitter (tc's distribution tables reach about 4 standard deviations; the
-    kernel caps jitter at about 2.147 s), plus the slot spacing, plus DRAIN_MARGIN_S; at most
-    DRAIN_CAP_S."""
-    ms = 0.0
-    if netem.delay is not None:
-        ms += netem.delay.delay_ms + 4.0 * min(abs(netem.delay.jitter_ms), 2147.483647)
-    if netem.slot is not None:
-        slot = netem.slot
-        ms += max(slot.max_delay_ms or 0.0, (slot.delay_ms or 0.0) + 4.0 * (slot.jitter_ms or 0.0))
-    return min(DRAIN_CAP_S, ms / 1000.0 + DRAIN_MARGIN_S)
-
-
 # ---------------------------------------------------------------------------------------------
 # the backend
 
@@ -290,8 +227,6 @@ class KernelBackend(Backend):
                 self.offloads[dev] = self._offloads_off(dev)
         self._active: dict[str, dict[str, Any]] = {}
         self._closed = False
-        self._clock = time.monotonic  # replaceable in tests, with _sleep
-        self._sleep = time.sleep
 
     # -- helpers ----------------------------------------------------------------------------------
 
@@ -446,39 +381,15 @@ class KernelBackend(Backend):
                 raise KernelBackendError(f"tc qdisc del dev {dev} root failed: {' '.join(r.stderr.split())}")
 
     def clear(self, direction: str) -> None:
-        """Remove the direction's impairment: its interface gets the kernel's default qdisc back,
-        after the packets netem still holds have left (see the module docstring). Idempotent."""
+        """Remove the direction's impairment: its interface gets the kernel's default qdisc back.
+        Idempotent."""
         self.check_direction(direction)
         dev = self.interface(direction)
-        active = self._active.pop(direction, None)
-        if active is not None:
-            self._drain(dev, from_dict(dict(active["spec"])))
+        self._active.pop(direction, None)
         self._delete_root(dev)
         left = [q for q in self.qdiscs(dev) if q.get("kind") in ("netem", "prio")]
         if left:
             raise KernelBackendError(f"{dev}: still has {left} after clearing")
-
-    def _drain(self, dev: str, netem: Netem) -> None:
-        """Make ``dev``'s netem pristine in place and wait (bounded by :func:`drain_bound_s`) until
-        the packets it held have left. A tc failure here is not fatal: the root is deleted
-        anyway by the caller, as before (the held packets are then dropped)."""
-        netem_q = next((q for q in self.qdiscs(dev) if q.get("kind") == "netem"), None)
-        if netem_q is None:
-            return
-        where = ["root"] if netem_q.get("root") else ["parent", str(netem_q.get("parent"))]
-        argv = ["tc", "qdisc", "change", "dev", dev, *where, "handle", str(netem_q.get("handle")), "netem",
-                *pristine_change_args(netem)]
-        changed = self._run(argv)
-        if changed.returncode != 0:
-            sys.stderr.write(f"netbed-router: `{' '.join(argv)}` failed ({' '.join(changed.stderr.split())}); "
-                             "clearing without draining: the packets netem holds are dropped\n")
-            return
-        deadline = self._clock() + drain_bound_s(netem)
-        while True:
-            held = next((q for q in self.qdiscs(dev, stats=True) if q.get("kind") == "netem"), None)
-            if held is None or int(held.get("qlen", 0)) == 0 or self._clock() >= deadline:
-                return
-            self._sleep(DRAIN_POLL_S)
 
     # -- stats / close ----------------------------------------------------------------------------
 
