@@ -59,7 +59,10 @@ RATE_BOUND=(tests/integration/test_datagram.py::test_loss_rate_within_confidence
             tests/integration/test_impairment.py::test_gilbert_elliott_bursts_match_the_model
             tests/integration/test_impairment.py::test_slot_releases_packets_in_bursts
             tests/integration/test_impairment.py::test_ecn_marks_instead_of_dropping
-            tests/integration/test_impairment.py::test_clear_mid_traffic_loses_nothing)
+            tests/integration/test_impairment.py::test_clear_mid_traffic_loses_nothing
+            tests/integration/test_impairment.py::test_one_direction_leaves_the_other_untouched)
+# (the last: 2000 datagrams at 5000/s each way; in a CI run the receiver's overflow under
+# emulation added its losses to netem's 50%, 50.7% against a 99% interval that excludes it)
 # The harness's runtime dependencies (pyproject.toml), and theirs, by top-level module name.
 SITE_PACKAGES=(pytest _pytest py.py pluggy iniconfig packaging pygments docker requests urllib3 idna certifi
                charset_normalizer tenacity pytest_docker attr attrs yaml _yaml typing_extensions.py)
